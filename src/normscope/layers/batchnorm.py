@@ -1,0 +1,47 @@
+"""BatchNorm that also returns the channel statistics it normalized with."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """Batch normalization for (B, C, H, W) or (B, C) inputs.
+
+    Defaults follow Keras: eps 1e-3 and Keras momentum 0.99 (torch momentum 0.01).
+    forward returns (y, [("mean", m), ("var", v)]) where m and v have shape (B, C):
+    the biased batch statistics in training mode, the running statistics in eval
+    mode, the same C values repeated for every image of the batch.
+    """
+
+    stat_suffixes = ("mean", "var")
+
+    def __init__(self, channels: int, eps: float = 1e-3, momentum: float = 0.01):
+        super().__init__(channels, eps=eps, momentum=momentum)
+
+    @property
+    def channels(self) -> int:
+        return self.num_features
+
+    @staticmethod
+    def stat_size(channels: int) -> int:
+        return 2 * channels
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"BatchNorm expects 2-D or 4-D input, got {x.dim()}-D")
+
+    def forward(self, x: torch.Tensor):
+        self._check_input_dim(x)
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        # torch updates the running stats (with the unbiased variance) and normalizes
+        y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         self.training, self.momentum, self.eps)
+        if self.training:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+        else:
+            mean, var = self.running_mean, self.running_var
+        batch = x.shape[0]
+        return y, [("mean", mean.expand(batch, -1)), ("var", var.expand(batch, -1))]
