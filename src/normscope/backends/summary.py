@@ -1,0 +1,137 @@
+"""Model summary: data first (`summarize`), rendering second (`render_rich`, `render_keras`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..dsl import load_spec
+from ..graph import build_graph
+from .torch import NormscopeModel, apply_freeze, count_params
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    inputs: list[str]
+    output_shape: list[int]
+    trainable: int
+    non_trainable: int
+    role: str
+    reused: list[str] = field(default_factory=list)   # group names this layer feeds to the classifier
+
+
+@dataclass
+class Summary:
+    name: str
+    family: str
+    norm: str
+    reuse: bool
+    input_shape: list[int]
+    classes: int
+    layers: list[LayerRow]
+    classifier_inputs: dict[str, int]
+    trainable_params: int
+    non_trainable_params: int
+    warnings: list[str]
+
+    @property
+    def total_params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["total_params"] = self.total_params
+        out["features"] = self.classifier_inputs.get("features", 0)
+        out["reused"] = sum(v for k, v in self.classifier_inputs.items() if k != "features")
+        return out
+
+
+def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> Summary:
+    """Shapes and Keras-convention parameter counts, computed on the meta device (no memory)."""
+    spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+    graph = build_graph(spec)
+    with torch.device("meta"):
+        model = NormscopeModel(graph, spec)
+    apply_freeze(model, spec.train.get("freeze"))
+    rows = []
+    for name in graph.graph["order"]:
+        node = graph.nodes[name]
+        module = model.layers[name] if name in model.layers else None
+        trainable, non_trainable = count_params(module) if module is not None else (0, 0)
+        rows.append(LayerRow(name=name, kind=node["kind"], inputs=list(node["inputs"]),
+                             output_shape=list(node["shape"]), trainable=trainable,
+                             non_trainable=non_trainable, role=node["role"],
+                             reused=[g for g, _ in node["stats"]]))
+    trainable, non_trainable = count_params(model)
+    groups = {g["name"]: g["size"] for g in graph.graph["classifier_groups"]}
+    return Summary(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
+                   input_shape=list(spec.input_shape), classes=spec.classes, layers=rows,
+                   classifier_inputs=groups, trainable_params=trainable,
+                   non_trainable_params=non_trainable, warnings=list(spec.warnings))
+
+
+def composition(summary: Summary) -> str:
+    """'512 features + 480 reused (bn1 64, ...) = 992'."""
+    feats = summary.classifier_inputs.get("features", 0)
+    per_layer: dict[str, int] = {}
+    for name, size in summary.classifier_inputs.items():
+        if name != "features":
+            layer = name.rsplit(".", 1)[0]
+            per_layer[layer] = per_layer.get(layer, 0) + size
+    reused = sum(per_layer.values())
+    if not reused:
+        return f"{feats} features (no reused statistics)"
+    parts = ", ".join(f"{k} {v}" for k, v in per_layer.items())
+    return f"{feats} features + {reused} reused ({parts}) = {feats + reused}"
+
+
+def _shape(shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def render_rich(summary: Summary, console) -> None:
+    from rich.table import Table
+
+    title = f"{summary.name}  (norm: {summary.norm}, reuse: {'yes' if summary.reuse else 'no'})"
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("layer")
+    table.add_column("kind")
+    table.add_column("input")
+    table.add_column("output shape", justify="right")
+    table.add_column("trainable", justify="right")
+    table.add_column("non-trainable", justify="right")
+    for row in summary.layers:
+        style = {"norm": "cyan", "reuse": "magenta", "classifier": "bold", "aux": "yellow"}.get(row.role)
+        kind = row.kind + (" → reused" if row.reused else "")
+        table.add_row(row.name, kind, ", ".join(row.inputs), _shape(row.output_shape),
+                      f"{row.trainable:,}" if row.trainable else "",
+                      f"{row.non_trainable:,}" if row.non_trainable else "", style=style)
+    console.print(table)
+    console.print(f"Trainable params:     {summary.trainable_params:,}")
+    console.print(f"Non-trainable params: {summary.non_trainable_params:,}")
+    console.print(f"Total params:         {summary.total_params:,}  (Keras convention)")
+    console.print(f"Classifier input:     {composition(summary)}")
+    for w in summary.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
+def render_keras(summary: Summary) -> str:
+    """Text in the layout of Keras' model.summary() (shapes as (None, H, W, C))."""
+    def kshape(shape):
+        s = list(shape)
+        return "(None, " + ", ".join(map(str, (s[1:] + s[:1]) if len(s) == 3 else s)) + ")"
+
+    width = (34, 26, 12)
+    line = "_" * sum(width)
+    out = [f'Model: "{summary.name}"', line,
+           "Layer (type)".ljust(width[0]) + "Output Shape".ljust(width[1]) + "Param #", "=" * sum(width)]
+    for row in summary.layers:
+        out.append(f"{row.name} ({row.kind})".ljust(width[0]) + kshape(row.output_shape).ljust(width[1])
+                   + f"{row.trainable + row.non_trainable:,}")
+    out += ["=" * sum(width), f"Total params: {summary.total_params:,}",
+            f"Trainable params: {summary.trainable_params:,}",
+            f"Non-trainable params: {summary.non_trainable_params:,}", line]
+    return "\n".join(out)

@@ -1,0 +1,133 @@
+"""ModelSpec -> networkx DAG with an inferred shape on every node.
+
+Every backend reads the same facts from here:
+- node attributes: kind, args, shape (output, no batch axis), in_shapes, inputs (ordered),
+  role (input | layer | norm | reuse | classifier | aux), slot, tapped, stats, caption,
+  abbrev, file, line;
+- edges: kind "data" (with `order`) or "tap" (a norm layer's statistics into the reuse node);
+- graph attributes: name, family, norm, reuse, input_shape, classes, order (topological),
+  output, aux [(name, weight)], classifier_groups [{name, size, source, stat}].
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .dsl import ModelSpec, load_spec
+from .errors import SpecError
+from .registry import KINDS, NORM_NAMES, ShapeError, fmt_shape
+
+NORM_KINDS = {long: short for short, long in NORM_NAMES.items()}   # batchnorm -> bn
+STAT_SUFFIXES = {"bn": ("mean", "var"), "in": ("mean", "var"), "gdn": ("denominator",)}
+REUSE_NODE = "reuse"
+
+
+def norm_short(kind: str) -> str | None:
+    return NORM_KINDS.get(kind)
+
+
+def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
+    spec = load_spec(spec, **overrides) if overrides or not isinstance(spec, ModelSpec) else spec
+    if spec.input_shape is None:
+        raise SpecError("`input` is auto: the input shape comes from the data; pass input_shape "
+                        "(CLI: --input C,H,W)", file=spec.file)
+    if spec.classes is None:
+        raise SpecError("`classes` is auto: the class count comes from the data; pass classes "
+                        "(CLI: --classes N)", file=spec.file)
+    g = nx.DiGraph(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
+                   input_shape=tuple(spec.input_shape), classes=spec.classes,
+                   file=str(spec.file) if spec.file else None)
+    g.add_node("input", kind="input", role="input", args={}, inputs=[], shape=tuple(spec.input_shape),
+               in_shapes=[], caption=None, abbrev="in", slot=False, tapped=False, stats=[],
+               file=None, line=None)
+    index = {"input": 0}
+    for i, layer in enumerate(spec.layers, start=1):
+        index[layer.name] = i
+        short = norm_short(layer.kind)
+        role = "norm" if short else "layer"
+        if layer.aux is not None:
+            role = "aux"
+        g.add_node(layer.name, kind=layer.kind, role=role, args=dict(layer.args), inputs=list(layer.inputs),
+                   slot=layer.slot, tapped=False, stats=[], caption=layer.caption, aux=layer.aux,
+                   abbrev=short or KINDS[layer.kind].abbrev, file=str(layer.file) if layer.file else None,
+                   line=layer.line)
+        for order, src in enumerate(layer.inputs):
+            g.add_edge(src, layer.name, kind="data", order=order)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        names = [u for u, _ in cycle]
+        first = g.nodes[names[0]]
+        raise SpecError("the layers form a cycle: " + " -> ".join(names + [names[0]]),
+                        file=first["file"], line=first["line"], layer=names[0])
+
+    output = spec.layers[-1].name
+    g.nodes[output]["role"] = "classifier"
+    g.nodes[output]["abbrev"] = "pred"
+    order = list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
+    for name in order:
+        if name != output and g.out_degree(name) == 0 and g.nodes[name]["role"] != "aux":
+            node = g.nodes[name]
+            raise SpecError("nothing uses this layer's output (check the `from:` references)",
+                            file=node["file"], line=node["line"], layer=name)
+
+    _infer_shapes(g, order, spec)
+    features = g.nodes[output]["in_shapes"][0]
+    feature_src = g.nodes[output]["inputs"][0]
+    groups = [{"name": "features", "size": features[0], "source": feature_src, "stat": None}]
+    taps = [n for n in order if g.nodes[n]["slot"]] if spec.reuse else []
+    if taps:
+        clf = g.nodes[output]
+        if len(features) != 1:
+            raise SpecError(f"reuse needs a flat classifier input, got {fmt_shape(features)}",
+                            file=clf["file"], line=clf["line"], layer=output)
+        for name in taps:
+            node = g.nodes[name]
+            short = norm_short(node["kind"])
+            channels = node["shape"][0]
+            node["tapped"] = True
+            node["stats"] = [(f"{name}.{suffix}", channels) for suffix in STAT_SUFFIXES[short]]
+            groups += [{"name": gname, "size": size, "source": name, "stat": gname.split(".")[-1]}
+                       for gname, size in node["stats"]]
+        total = sum(grp["size"] for grp in groups)
+        g.remove_edge(feature_src, output)
+        g.add_node(REUSE_NODE, kind="reuse", role="reuse", args={}, inputs=[feature_src],
+                   shape=(total,), in_shapes=[features], slot=False, tapped=False, stats=[],
+                   caption=None, abbrev="concat", file=clf["file"], line=clf["line"])
+        g.add_edge(feature_src, REUSE_NODE, kind="data", order=0)
+        for name in taps:
+            g.add_edge(name, REUSE_NODE, kind="tap")
+        g.add_edge(REUSE_NODE, output, kind="data", order=0)
+        clf["inputs"] = [REUSE_NODE]
+        clf["in_shapes"] = [(total,)]
+        order.insert(order.index(output), REUSE_NODE)
+    g.graph.update(order=order, output=output, classifier_groups=groups,
+                   aux=[(n, g.nodes[n]["aux"]) for n in order if g.nodes[n]["role"] == "aux"])
+    return g
+
+
+def _infer_shapes(g: nx.DiGraph, order: list[str], spec: ModelSpec):
+    output = g.graph.get("output") or spec.layers[-1].name
+    for name in order:
+        node = g.nodes[name]
+        if name == "input":
+            continue
+        ins = [g.nodes[src]["shape"] for src in node["inputs"]]
+        node["in_shapes"] = ins
+        args = node["args"]
+        if node["kind"] == "dense" and args.get("units") is None:
+            args["units"] = spec.classes
+        if name == output and args["units"] != spec.classes:
+            raise SpecError(f"the classifier has {args['units']} units but the model has "
+                            f"{spec.classes} classes (leave `units` out to follow `classes`)",
+                            file=node["file"], line=node["line"], layer=name)
+        try:
+            node["shape"] = tuple(KINDS[node["kind"]].out_shape(args, ins))
+        except ShapeError as exc:
+            raise SpecError(f"{exc} (input {', '.join(map(fmt_shape, ins))})",
+                            file=node["file"], line=node["line"], layer=name) from None
+        if any(s <= 0 for s in node["shape"]):
+            raise SpecError(f"output shape {fmt_shape(node['shape'])} is empty",
+                            file=node["file"], line=node["line"], layer=name)
