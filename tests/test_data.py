@@ -229,7 +229,7 @@ def test_idx_roundtrip_and_validation(tmp_path):
     np.testing.assert_array_equal(read_idx(write_idx(tmp_path / "a.gz", arr)), arr)
     np.testing.assert_array_equal(read_idx(write_idx(tmp_path / "a", arr)), arr)
     with gzip.open(tmp_path / "bad.gz", "wb") as f:
-        f.write(struct.pack(">I", 2051) + b"\0" * 20)  # big-endian magic of 'image' file, wrong
+        f.write(b"\x12\x34\x08\x03" + b"\0" * 20)  # non-zero leading magic bytes
     with pytest.raises(DataError, match="magic"):
         read_idx(tmp_path / "bad.gz")
     with gzip.open(tmp_path / "short.gz", "wb") as f:
@@ -353,3 +353,15 @@ def test_channel_stats():
     np.testing.assert_allclose(std, xf.std(axis=(0, 1, 2)), rtol=1e-9)
     m1, s1 = channel_stats(x[..., 0])
     assert m1.shape == (1,) and m1[0] == pytest.approx(mean[0])
+
+
+def test_cifar100_tarball_in_readonly_dir(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    write_cifar100_fixture(tmp_path, 12, 6, tarball=True)
+    tmp_path.chmod(0o555)
+    try:
+        ds = load_dataset("cifar100", data_dir=tmp_path)
+    finally:
+        tmp_path.chmod(0o755)
+    assert ds.n_train == 12 and not (tmp_path / "cifar-100-python").exists()

@@ -466,7 +466,10 @@ def _extract_cifar_tarball(tarball: Path, data_dir: Path) -> Path:
     links or devices).  Extraction goes to a temporary directory that is renamed
     into place, so an interrupted run leaves no half-written data set."""
     target = data_dir / CIFAR100_DIRNAME
-    tmp = Path(tempfile.mkdtemp(prefix=".cifar-100-python.partial-", dir=data_dir))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".cifar-100-python.partial-", dir=data_dir))
+    except OSError as exc:  # read-only directory or file system
+        raise PermissionError(str(exc)) from exc
     try:
         with tarfile.open(tarball, "r:*") as tar:
             for member in tar:
@@ -591,14 +594,16 @@ def load_cifar100(data_dir: str | Path | None = None, label_mode: str = "fine") 
         raise DataError(f"label_mode must be 'fine' or 'coarse', got {label_mode!r}.")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     kind, path = _find_cifar(root)
+    parts: dict[str, dict[str, Any]] = {}
     if kind == "tar":
         try:
+            if not os.access(root, os.W_OK):
+                raise PermissionError(f"{root} is not writable")
             path = _extract_cifar_tarball(path, root)
             kind = "dir"
-        except PermissionError:
+        except PermissionError:  # cannot extract next to it: read it in memory
             parts = _read_cifar_from_tarball(path)
     if kind == "dir":
-        parts = {}
         for part in ("train", "test", "meta"):
             with open(path / part, "rb") as f:
                 parts[part] = _load_pickle(f, str(path / part))
