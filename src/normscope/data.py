@@ -34,6 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import NormscopeError
+
 try:  # zlib errors surface while reading a corrupt .gz
     from zlib import error as zlibError
 except ImportError:  # pragma: no cover
@@ -65,9 +67,10 @@ __all__ = [
 ]
 
 
-class DataError(Exception):
+class DataError(NormscopeError):
     """A data set could not be found, read or validated.  The message is meant for
-    the user: it says what is wrong, where, and what to do."""
+    the user: it says what is wrong, where, and what to do.  (A NormscopeError, so
+    the CLI prints it without a traceback.)"""
 
 
 # --------------------------------------------------------------------------- #
