@@ -397,11 +397,19 @@ NORM_ARGS = {
 }
 
 
+GDN_DEFAULT_KERNEL = 3
+
+
 class NormKind(Kind):
     def out_shape(self, a, ins):
         norm = a.get("norm", self.name)
-        if norm in ("in", "gdn"):
-            _need_image({"in": "instancenorm", "gdn": "gdn"}[norm], ins[0])
+        if norm in ("in", "gdn", "instancenorm"):
+            _need_image({"in": "instancenorm", "gdn": "gdn"}.get(norm, norm), ins[0])
+        if norm == "gdn":
+            k = a.get("kernel") or GDN_DEFAULT_KERNEL
+            if min(ins[0][1:]) <= k // 2:
+                raise ShapeError(f"gdn kernel {k}×{k} needs an input larger than "
+                                 f"{k // 2}×{k // 2} for its reflect padding")
         return ins[0]
 
 

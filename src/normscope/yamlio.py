@@ -80,6 +80,8 @@ def load_yaml(path: Path):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or str(exc)
+        if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            problem += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
         raise SpecError(f"YAML syntax error: {problem}", file=path, line=line) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", file=path) from None

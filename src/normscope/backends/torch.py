@@ -17,9 +17,9 @@ from torch import nn
 from ..dsl import ModelSpec, load_spec
 from ..graph import build_graph, norm_short
 from ..layers import NORM_LAYERS
-from ..registry import KINDS
+from ..registry import GDN_DEFAULT_KERNEL, KINDS
 
-NORM_DEFAULTS = {"bn": {"eps": 1e-3}, "in": {"eps": 1e-3}, "gdn": {"kernel": 3, "trainable_exponents": False}}
+NORM_DEFAULTS = {"bn": {"eps": 1e-3}, "in": {"eps": 1e-3}, "gdn": {"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False}}
 
 
 def _norm_module(short: str, channels: int, args: dict) -> nn.Module:
