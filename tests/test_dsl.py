@@ -153,8 +153,8 @@ blocks:
     g = build_graph(load_spec(p))
     assert g.nodes["m1_left"]["shape"] == (3, 16, 16)
     assert g.nodes["concat1"]["shape"] == (5, 16, 16)
-    assert g.nodes["concat1"]["inputs"] == ["m1_left", "conv4"]
-    assert g.nodes["add1"]["inputs"] == ["conv5", "concat1"]
+    assert g.nodes["concat1"]["inputs"] == ["m1_left", "conv3"]
+    assert g.nodes["add1"]["inputs"] == ["conv4", "concat1"]
     assert g.nodes["conv1"]["shape"] == g.nodes["conv2"]["shape"] == (4, 16, 16)
 
 
