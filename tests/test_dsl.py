@@ -200,3 +200,14 @@ def test_cli_exits_2_without_traceback(tmp_path):
     assert "unknown layer kind 'convv'" in result.output
     missing = CliRunner().invoke(app, ["summary", str(tmp_path / "none.yml")])
     assert missing.exit_code == 2 and "file not found" in missing.output
+
+
+def test_reference_docs_are_current():
+    from pathlib import Path
+
+    from normscope.reference import markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dsl.md").read_text()
+    assert markdown() in text, "docs/dsl.md is stale: run python scripts/gen_dsl_docs.py"
+    for kind in ("conv", "dense", "norm", "gdn", "concat", "add", "globalavgpool"):
+        assert f"### `{kind}`" in text
