@@ -92,6 +92,10 @@ def _shape(shape) -> str:
     return "×".join(str(s) for s in shape)
 
 
+SHORT_KINDS = {"batchnorm": "bn", "instancenorm": "in", "globalavgpool": "gap", "globalmaxpool": "gmp",
+               "activation": "act", "reuse": "concat stats"}
+
+
 def render_rich(summary: Summary, console) -> None:
     from rich.table import Table
 
@@ -103,12 +107,16 @@ def render_rich(summary: Summary, console) -> None:
     table.add_column("output shape", justify="right")
     table.add_column("trainable", justify="right")
     table.add_column("non-trainable", justify="right")
+    if summary.reuse:
+        table.add_column("reused", justify="right")
     for row in summary.layers:
         style = {"norm": "cyan", "reuse": "magenta", "classifier": "bold", "aux": "yellow"}.get(row.role)
-        kind = row.kind + (" → reused" if row.reused else "")
-        table.add_row(row.name, kind, ", ".join(row.inputs), _shape(row.output_shape),
-                      f"{row.trainable:,}" if row.trainable else "",
-                      f"{row.non_trainable:,}" if row.non_trainable else "", style=style)
+        cells = [row.name, SHORT_KINDS.get(row.kind, row.kind), ", ".join(row.inputs), _shape(row.output_shape),
+                 f"{row.trainable:,}" if row.trainable else "",
+                 f"{row.non_trainable:,}" if row.non_trainable else ""]
+        if summary.reuse:
+            cells.append(str(sum(summary.classifier_inputs[g] for g in row.reused)) if row.reused else "")
+        table.add_row(*cells, style=style)
     console.print(table)
     console.print(f"Trainable params:     {summary.trainable_params:,}")
     console.print(f"Non-trainable params: {summary.non_trainable_params:,}")
