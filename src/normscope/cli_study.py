@@ -1,3 +1,66 @@
-"""CLI commands for study (registered on the shared typer app)."""
+"""CLI commands for whole studies: `study` and `compare`."""
 
-from .cli import app, console, user_errors  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli import app, console, user_errors
+from .errors import NormscopeError
+
+
+@app.command()
+@user_errors
+def study(file: Path = typer.Argument(..., help="model description (.yml); its seven variants are trained"),
+          variants: str = typer.Option("all", "--variants", help="all, or a list such as none,bn,bn_v2"),
+          seeds: int = typer.Option(3, "--seeds", help="seeds per variant"),
+          data: Optional[str] = typer.Option(None, "--data", help="data set (default: the description's train.data)"),
+          data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+          epochs: Optional[int] = typer.Option(None, "--epochs", help="override train.epochs"),
+          batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+          lr: Optional[float] = typer.Option(None, "--lr"),
+          subset: Optional[int] = typer.Option(None, "--subset", help="train on N (stratified) training images"),
+          test_subset: Optional[int] = typer.Option(None, "--test-subset", help="evaluate on N test images"),
+          parallel: int = typer.Option(1, "--parallel", help="runs trained at the same time"),
+          out: Path = typer.Option(Path("studies"), "--out", help="parent directory of the study directory"),
+          gpu: bool = typer.Option(False, "--gpu", help="train on the CUDA GPU"),
+          device: str = typer.Option("auto", "--device"),
+          attribute: bool = typer.Option(True, "--attribute/--no-attribute", help="attribute every reuse run"),
+          samples: int = typer.Option(1000, "--samples", help="test images per attribution")):
+    """Train every variant × seed (resuming an interrupted study), attribute, compare."""
+    from .study import run_study
+
+    if gpu:
+        device = "cuda"
+    study_dir = run_study(file, variants=variants, seeds=seeds, data=data, data_dir=data_dir, epochs=epochs,
+                          batch_size=batch_size, lr=lr, subset=subset, test_subset=test_subset,
+                          parallel=parallel, out=out, device=device, attribute=attribute,
+                          attribute_samples=samples, log=console.print)
+    console.print((study_dir / "table.md").read_text())
+    console.print(f"study directory: {study_dir}  (normscope compare {study_dir})")
+
+
+@app.command()
+@user_errors
+def compare(paths: list[Path] = typer.Argument(..., help="a study directory, or run directories"),
+            reference: Optional[str] = typer.Option(None, "--reference", help="`thesis`: the thesis' numbers "
+                                                    "beside the measured ones (CIFAR-100 studies)"),
+            out: Optional[Path] = typer.Option(None, "--out", help="where to write the table and chart "
+                                               "(default: the study directory, or ./comparison)")):
+    """A table like the thesis' (mean ± std over seeds), a paired plain-vs-v2 view, a bar chart."""
+    from .study import STUDY, collect, paired_markdown, table_markdown, write_comparison
+
+    if reference not in (None, "thesis"):
+        raise NormscopeError(f"--reference takes `thesis`, got {reference!r}")
+    rows = collect(paths)
+    if reference == "thesis" and any(not str(r.get("data", "")).startswith("cifar100") for r in rows):
+        console.print("[yellow]note:[/] the thesis' numbers are on CIFAR-100; these runs are on "
+                      + ", ".join(sorted({str(r.get('data')) for r in rows})) + " — not comparable")
+    if out is None:
+        out = paths[0] if len(paths) == 1 and (paths[0] / STUDY).is_file() else Path("comparison")
+    summary = write_comparison(rows, out, reference)
+    console.print(table_markdown(summary["aggregate"], reference))
+    console.print(paired_markdown(summary["paired"]))
+    console.print(f"wrote {out}/table.md, table.csv, paired.md, chart.png, comparison.json")
