@@ -1,3 +1,167 @@
-"""CLI commands for train (registered on the shared typer app)."""
+"""CLI commands for training: `train`, `eval`, `data download`, `data info`
+(registered on the shared typer app)."""
 
-from .cli import app, console, user_errors  # noqa: F401
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli import app, console, fail, user_errors
+from .errors import NormscopeError
+
+METRIC_LABELS = (("loss", "loss"), ("accuracy", "accuracy"), ("precision", "precision"),
+                 ("recall", "recall"), ("auc", "AUC"), ("top5_accuracy", "top-5 accuracy"),
+                 ("macro_f1", "macro F1"))
+
+DataOpt = typer.Option(None, "--data", help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N] "
+                                           "(default: the description's train.data)")
+DataDirOpt = typer.Option(None, "--data-dir", help="where the data files are (default: ~/.cache/normscope/data "
+                                                   "or $NORMSCOPE_DATA; Fashion-MNIST also /usr/share/datasets)")
+
+
+@app.command("train")
+@user_errors
+def train_cmd(
+    file: Optional[Path] = typer.Argument(None, help="model description (.yml); omit with --resume"),
+    data: Optional[str] = DataOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    norm: Optional[str] = typer.Option(None, "--norm", help="variant: none | bn | in | gdn"),
+    reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="variant: reuse the norm statistics"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="override train.epochs (with --resume: extend)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="override train.batch_size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="override train.lr"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="override train.seed"),
+    subset: Optional[int] = typer.Option(None, "--subset", help="use a class-stratified subset of N training images"),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
+    fit_data: bool = typer.Option(False, "--fit-data", help="build the model for the data's input shape and class "
+                                                            "count even where the description fixes others"),
+    out: Path = typer.Option(Path("runs"), "--out", help="parent directory of the run directories"),
+    name: Optional[str] = typer.Option(None, "--name", help="run directory name (default: model-data-seed-time)"),
+    gpu: bool = typer.Option(False, "--gpu", help="train on the CUDA GPU (same as --device cuda)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model "
+                                                                                "(default: train.compile)"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: on with CUDA)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory"),
+    progress: str = typer.Option("auto", "--progress", help="auto | bar | log | none"),
+):
+    """Train a model description; writes a run directory under --out."""
+    from .train import TrainingFailed, train
+
+    if progress not in ("auto", "bar", "log", "none"):
+        raise NormscopeError(f"--progress must be auto, bar, log or none, got {progress!r}")
+    if gpu:
+        if device not in ("auto", "cuda") and not device.startswith("cuda"):
+            raise NormscopeError(f"--gpu and --device {device} contradict each other")
+        device = device if device.startswith("cuda") else "cuda"
+    if resume is not None:
+        given = {"FILE": file, "--data": data, "--norm": norm, "--reuse": reuse, "--batch-size": batch_size,
+                 "--lr": lr, "--seed": seed, "--subset": subset, "--test-subset": test_subset,
+                 "--name": name, "--compile": compile, "--amp": amp}
+        clash = [k for k, v in given.items() if v is not None] + (["--fit-data"] if fit_data else [])
+        if clash:
+            raise NormscopeError(f"--resume continues a run with its own settings; drop {', '.join(clash)} "
+                                 "(only --epochs, --device/--gpu and --data-dir apply)")
+    elif file is None:
+        raise NormscopeError("give a model description (.yml), or --resume RUN_DIR")
+    try:
+        train(file, data=data, data_dir=data_dir, out=out, name=name, norm=norm, reuse=reuse, epochs=epochs,
+              batch_size=batch_size, lr=lr, seed=seed, subset=subset, test_subset=test_subset, device=device,
+              fit_data=fit_data, compile=compile, amp=amp, progress=progress, resume=resume)
+    except TrainingFailed as exc:
+        fail(f"training failed: {exc}", 1)
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    split: str = typer.Option("test", "--split", help="test | val | train"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    data_dir: Optional[Path] = DataDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+):
+    """Re-compute a run's metrics from its best checkpoint (test split by default)."""
+    from rich.table import Table
+
+    from .runs import RESULTS, read_json
+    from .train import SCALAR_METRICS, evaluate_run
+
+    if split not in ("test", "val", "train"):
+        raise NormscopeError(f"--split must be test, val or train, got {split!r}")
+    m = evaluate_run(run_dir, device=device, data_dir=data_dir, split=split, checkpoint=checkpoint)
+    if as_json:
+        sys.stdout.write(json.dumps({k: m[k] for k in SCALAR_METRICS}, indent=2) + "\n")
+        return
+    recorded = {}
+    results_path = run_dir / RESULTS
+    if results_path.is_file():
+        recorded = (read_json(results_path).get(split) or {}) if checkpoint == "best" else {}
+    table = Table(title=f"{run_dir} - {split} ({checkpoint} checkpoint)", title_justify="left",
+                  header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    if recorded:
+        table.add_column("results.json", justify="right")
+    for key, label in METRIC_LABELS:
+        row = [label, f"{m[key]:.4f}"]
+        if recorded:
+            row.append(f"{recorded[key]:.4f}" if recorded.get(key) is not None else "")
+        table.add_row(*row)
+    console.print(table)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Data sets: download, inspect.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("download")
+@user_errors
+def data_download(name: str = typer.Argument(..., help="cifar100"),
+                  data_dir: Optional[Path] = DataDirOpt):
+    """Download a data set (CIFAR-100) where the internet is reachable."""
+    from .data import default_data_dir, download_cifar100
+
+    key = name.lower().replace("_", "-")
+    if key in ("cifar100", "cifar-100", "cifar100-coarse"):
+        console.print(f"downloading CIFAR-100 into {data_dir or default_data_dir()} ...")
+        path = download_cifar100(data_dir)
+        console.print(f"[green]ok[/] {path}")
+    elif key in ("fashion-mnist", "fashionmnist", "fmnist"):
+        raise NormscopeError("Fashion-MNIST is not downloaded by normscope: install Debian's package "
+                             "(apt-get install dataset-fashion-mnist) or put the four IDX .gz files in "
+                             "--data-dir")
+    else:
+        raise NormscopeError(f"cannot download {name!r}; downloadable: cifar100")
+
+
+@data_app.command("info")
+@user_errors
+def data_info(spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | npz:PATH | synthetic[:N]"),
+              data_dir: Optional[Path] = DataDirOpt,
+              validation: float = typer.Option(0.1, "--validation", help="validation fraction"),
+              as_json: bool = typer.Option(False, "--json")):
+    """Sizes, image shape, classes and training statistics of a data set."""
+    from .train import prepare_data
+
+    if not 0 <= validation < 1:
+        raise NormscopeError("--validation must be in [0, 1)")
+    s = prepare_data(spec, data_dir=data_dir, validation=validation)
+    info = {"data": spec, "name": s.name, "input_shape": list(s.input_shape), "classes": s.num_classes,
+            "train": len(s.y["train"]), "val": len(s.y["val"]), "test": len(s.y["test"]),
+            "mean": [round(v, 4) for v in s.mean.tolist()], "std": [round(v, 4) for v in s.std.tolist()],
+            "class_names": s.class_names}
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    c, h, w = s.input_shape
+    names = ", ".join(s.class_names[:12]) + (" ..." if len(s.class_names) > 12 else "")
+    console.print(f"[bold]{spec}[/] ({s.name}): {h}x{w} images, {c} channel(s), {s.num_classes} classes\n"
+                  f"  train {info['train']:,}  val {info['val']:,}  test {info['test']:,}\n"
+                  f"  training mean {info['mean']}  std {info['std']} (on [0, 1])\n"
+                  f"  classes: {names}", highlight=False)

@@ -1,0 +1,443 @@
+"""Run directories: one per training run, everything needed to inspect, evaluate or
+resume it.
+
+Layout (file names are the constants below)::
+
+    runs/<name>/
+      description.yml     the resolved model description (input, classes and the effective
+                          `train:` settings filled in): `normscope train` on it reproduces the run
+      config.json         data set, splits, normalization statistics, device, precision ...
+      env.json            versions, device, git commit, command line
+      metrics.csv         per epoch: train/val loss and accuracy, lr, seconds
+      last.pt             model + optimizer + RNG + history after the last finished epoch
+      best.pt             model weights of the epoch with the best validation accuracy
+      results.json        status, best epoch, parameter counts, test metrics of best.pt
+      per_class.csv       per-class test accuracy of best.pt
+      confusion_matrix.csv  test confusion matrix of best.pt (rows = true class)
+      curves.png          training curves
+
+Checkpoints hold only tensors and plain containers, are written atomically (temporary
+file + ``os.replace``) and are read with ``torch.load(weights_only=True)``.
+
+:func:`load_run` opens a run for analysis: ``run.model`` is the best checkpoint in eval
+mode and ``run.split("train" | "val" | "test")`` the preprocessed images exactly as the
+trainer saw them (before augmentation).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import NormscopeError
+
+DESCRIPTION = "description.yml"
+CONFIG = "config.json"
+ENV = "env.json"
+METRICS = "metrics.csv"
+LAST = "last.pt"
+BEST = "best.pt"
+RESULTS = "results.json"
+PER_CLASS = "per_class.csv"
+CONFUSION = "confusion_matrix.csv"
+CURVES = "curves.png"
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+__all__ = ["Run", "RunError", "load_run", "create_run_dir", "default_run_name", "save_checkpoint",
+           "load_checkpoint", "write_json", "read_json", "environment", "write_history",
+           "read_history", "write_per_class", "write_confusion", "plot_curves"]
+
+
+class RunError(NormscopeError):
+    """A run directory is missing, incomplete or not a normscope run."""
+
+
+# --------------------------------------------------------------------------- #
+# Atomic writes
+# --------------------------------------------------------------------------- #
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 -> the usual mode of new files
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy / torch scalars
+        obj = obj.item()
+    if hasattr(obj, "tolist"):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else (1e308 if obj > 0 else -1e308)
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_checkpoint(path: Path, obj: dict) -> None:
+    """torch.save ``obj`` (tensors and plain containers only) atomically."""
+    import torch
+
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
+        raise RunError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+# --------------------------------------------------------------------------- #
+# Creating a run directory
+# --------------------------------------------------------------------------- #
+
+
+def default_run_name(model_name: str, data: str, seed: int) -> str:
+    """``<model>-<data>-s<seed>-<YYYYmmdd-HHMMSS>`` with file-system-safe parts."""
+    if data.startswith("npz:"):
+        data = "npz-" + Path(data[4:]).stem
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model_name}-{data}").strip("-")
+    return f"{safe}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
+    """Create ``out/name``. With ``unique`` an existing name gets a suffix ``-2``, ``-3``...;
+    without it an existing non-empty directory is an error."""
+    out = Path(out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create the output directory {out}: {exc}") from exc
+    path = out / name
+    k = 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            if not unique:
+                if path.is_dir() and not any(path.iterdir()):
+                    return path
+                raise RunError(f"{path} already exists; choose another --name or resume it with "
+                               f"--resume {path}") from None
+            k += 1
+            path = out / f"{name}-{k}"
+
+
+# --------------------------------------------------------------------------- #
+# Environment
+# --------------------------------------------------------------------------- #
+
+
+def _git_commit(where: Path) -> dict:
+    def git(*args):
+        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        return {"commit": commit, "dirty": dirty}
+    except Exception:
+        return {"commit": None, "dirty": None}
+
+
+def environment(device=None) -> dict:
+    """Versions, device and git commit of the normscope source, for env.json."""
+    import numpy
+    import torch
+
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "normscope": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu_threads": torch.get_num_threads(),
+        "command": " ".join(sys.argv),
+        "started": datetime.now().isoformat(timespec="seconds"),
+    }
+    try:
+        import torchvision
+        env["torchvision"] = torchvision.__version__
+    except Exception:
+        env["torchvision"] = None
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    env["device"] = str(dev)
+    if dev.type == "cuda":
+        idx = dev.index if dev.index is not None else torch.cuda.current_device()
+        env["device_name"] = torch.cuda.get_device_name(idx)
+        env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()
+    else:
+        env["device_name"] = platform.processor() or platform.machine()
+    env["git"] = _git_commit(Path(__file__).resolve().parent)
+    return env
+
+
+# --------------------------------------------------------------------------- #
+# Tables and the curves
+# --------------------------------------------------------------------------- #
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def write_history(path: Path, history: Iterable[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(HISTORY_COLUMNS)
+    for row in history:
+        w.writerow([_fmt(row.get(c)) for c in HISTORY_COLUMNS])
+    write_text(path, buf.getvalue())
+
+
+def read_history(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            rows.append({k: (None if v == "" else (int(v) if k == "epoch" else float(v)))
+                         for k, v in r.items()})
+    return rows
+
+
+def write_per_class(path: Path, class_names, per_class_accuracy, confusion) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["class", "name", "support", "correct", "accuracy"])
+    for i, name in enumerate(class_names):
+        support = int(sum(confusion[i]))
+        w.writerow([i, name, support, int(confusion[i][i]), _fmt(float(per_class_accuracy[i]))
+                    if support else ""])
+    write_text(path, buf.getvalue())
+
+
+def write_confusion(path: Path, class_names, confusion) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true \\ predicted", *class_names])
+    for name, row in zip(class_names, confusion):
+        w.writerow([name, *[int(v) for v in row]])
+    write_text(path, buf.getvalue())
+
+
+def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
+    """Loss and accuracy per epoch (train and validation) and the learning rate, as PNG.
+    Uses the Agg canvas directly: the global matplotlib backend is left alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    ep = [r["epoch"] for r in history]
+
+    def series(key):
+        pts = [(e, r.get(key)) for e, r in zip(ep, history) if r.get(key) is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    for ax, what in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            xs, ys = series(f"{split}_{what}")
+            if xs:
+                ax.plot(xs, ys, style, ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    xs, ys = series("lr")
+    ax_lr.plot(xs, ys, "-", color="tab:gray")
+    ax_lr.set_xlabel("epoch")
+    ax_lr.set_ylabel("learning rate (end of epoch)")
+    ax_lr.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
+# --------------------------------------------------------------------------- #
+# Loading a run
+# --------------------------------------------------------------------------- #
+
+
+class Run:
+    """A finished (or running, or failed) run directory.
+
+    Attributes: ``path``, ``config`` (config.json), ``results`` (results.json), ``env``,
+    ``history`` (metrics.csv rows), ``spec`` (the ModelSpec of description.yml),
+    ``class_names``. ``model`` loads the chosen checkpoint (best by default) on ``device``
+    in eval mode, once.
+    """
+
+    def __init__(self, path: Path, device="cpu", checkpoint: str = "best", data_dir=None):
+        from .dsl import load_spec
+
+        self.path = Path(path)
+        self.device = device
+        self.checkpoint = checkpoint
+        self.data_dir = data_dir
+        self.config = read_json(self.path / CONFIG)
+        self.results = read_json(self.path / RESULTS) if (self.path / RESULTS).is_file() else {}
+        self.env = read_json(self.path / ENV) if (self.path / ENV).is_file() else {}
+        self.history = read_history(self.path / METRICS)
+        self.spec = load_spec(self.path / DESCRIPTION)
+        self._model = None
+        self._splits = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def status(self) -> str:
+        return self.results.get("status", "unknown")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    def build_model(self):
+        """A fresh (untrained) model of this run, on CPU, in train mode."""
+        from .backends.torch import build_model
+
+        return build_model(self.path / DESCRIPTION)
+
+    def checkpoint_path(self, which: str | None = None) -> Path:
+        which = which or self.checkpoint
+        if which not in ("best", "last"):
+            raise RunError(f"checkpoint must be 'best' or 'last', got {which!r}")
+        return self.path / (BEST if which == "best" else LAST)
+
+    def load_model(self, which: str | None = None, device=None):
+        """The model with the weights of checkpoint ``which`` ('best' | 'last'), eval mode."""
+        path = self.checkpoint_path(which)
+        if not path.is_file():
+            raise RunError(f"{self.path}: no {path.name} yet (status: {self.status}); the run has "
+                           "not finished an epoch")
+        ckpt = load_checkpoint(path)
+        model = self.build_model()
+        model.load_state_dict(ckpt["model"])
+        return model.to(device or self.device).eval()
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self.load_model()
+        return self._model
+
+    def splits(self):
+        """The run's data (uint8 images, labels, statistics) re-loaded exactly as in training."""
+        if self._splits is None:
+            from .train import prepare_data
+
+            c = self.config
+            self._splits = prepare_data(c["data"], data_dir=self.data_dir or c.get("data_dir"),
+                                        subset=c.get("subset"), test_subset=c.get("test_subset"),
+                                        validation=c["validation"], standardize=c["standardize"],
+                                        split_seed=c["split_seed"])
+            saved = (c["mean"], c["std"])
+            got = (self._splits.mean.tolist(), self._splits.std.tolist())
+            if any(abs(a - b) > 1e-6 for s, g in zip(saved, got) for a, b in zip(s, g)):
+                raise RunError(f"{self.path}: the data set {c['data']!r} found now differs from the "
+                               "one the run was trained on (its channel statistics changed)")
+        return self._splits
+
+    def split(self, which: str, device=None):
+        """``(x, y)`` of split ``which`` ('train' | 'val' | 'test'): x a float32 N x C x H x W
+        tensor standardized with the training statistics, y int64 labels; exactly the
+        trainer's input (without augmentation)."""
+        import torch
+
+        from .train import to_input
+
+        s = self.splits()
+        if which not in s.x:
+            raise RunError(f"unknown split {which!r}; use train, val or test")
+        dev = device or self.device
+        x = torch.from_numpy(s.x[which]).permute(0, 3, 1, 2).contiguous().to(dev)
+        mean, std = s.stat_tensors(dev)
+        return to_input(x, mean, std), torch.from_numpy(s.y[which]).to(dev)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.spec.name!r}, status={self.status!r})"
+
+
+def load_run(run_dir: str | Path, device="cpu", checkpoint: str = "best", data_dir=None) -> Run:
+    """Open a run directory (see the module docstring). ``data_dir`` overrides where the
+    data set is looked for (e.g. on another machine)."""
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run directory")
+    for needed in (CONFIG, DESCRIPTION):
+        if not (path / needed).is_file():
+            raise RunError(f"{path}: not a normscope run directory (no {needed})")
+    return Run(path, device=device, checkpoint=checkpoint, data_dir=data_dir)
