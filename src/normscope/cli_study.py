@@ -38,8 +38,8 @@ def study(file: Path = typer.Argument(..., help="model description (.yml); its s
                           batch_size=batch_size, lr=lr, subset=subset, test_subset=test_subset,
                           parallel=parallel, out=out, device=device, attribute=attribute,
                           attribute_samples=samples, log=console.print)
-    console.print((study_dir / "table.md").read_text())
-    console.print(f"study directory: {study_dir}  (normscope compare {study_dir})")
+    typer.echo((study_dir / "table.md").read_text())
+    typer.echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
 
 
 @app.command()
@@ -57,10 +57,11 @@ def compare(paths: list[Path] = typer.Argument(..., help="a study directory, or 
     rows = collect(paths)
     if reference == "thesis" and any(not str(r.get("data", "")).startswith("cifar100") for r in rows):
         console.print("[yellow]note:[/] the thesis' numbers are on CIFAR-100; these runs are on "
-                      + ", ".join(sorted({str(r.get('data')) for r in rows})) + " — not comparable")
+                      + ", ".join(sorted({str(r.get('data')) for r in rows})) + " — not comparable",
+                      soft_wrap=True)
     if out is None:
         out = paths[0] if len(paths) == 1 and (paths[0] / STUDY).is_file() else Path("comparison")
     summary = write_comparison(rows, out, reference)
-    console.print(table_markdown(summary["aggregate"], reference))
-    console.print(paired_markdown(summary["paired"]))
-    console.print(f"wrote {out}/table.md, table.csv, paired.md, chart.png, comparison.json")
+    typer.echo(table_markdown(summary["aggregate"], reference))
+    typer.echo(paired_markdown(summary["paired"]))
+    typer.echo(f"wrote {out}/table.md, table.csv, paired.md, chart.png, comparison.json")
