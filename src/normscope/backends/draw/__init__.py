@@ -1,0 +1,115 @@
+"""Diagrams of a model description: PlotNeuralNet-style LaTeX/TikZ (tex, pdf, png) and graphviz (dot, svg).
+
+    from normscope.backends.draw import draw
+    draw("examples/vgg16.yml", "out", norm="in", reuse=True)   # {"tex": Path, "pdf": Path, "png": Path}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ...dsl import ModelSpec, load_spec
+from ...errors import NormscopeError
+from ...graph import build_graph
+from .layout import Layout, layout
+from .tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
+
+FORMATS = ("tex", "pdf", "png", "svg", "dot")
+DEFAULT_FORMATS = ("tex", "pdf", "png")
+
+__all__ = ["draw", "layout", "Layout", "render_tex", "compile_pdf", "escape", "FORMATS", "ToolMissing"]
+
+
+def _stderr(message: str):
+    print(message, file=sys.stderr)
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write `data` to `path` through a temporary file in the same directory."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    if formats is None:
+        return None
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in items if f.strip()))
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise NormscopeError(f"unknown format {', '.join(bad) or '(none)'}: choose from {', '.join(FORMATS)}")
+    return out
+
+
+def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str | Iterable[str] | None = None, *,
+         norm: str | None = None, reuse: bool | None = None, input_shape: tuple | None = None,
+         classes: int | None = None, abbreviations: bool | None = None, legend: bool | None = None,
+         title: str | None = None, scale: float | None = None, dpi: int = 150, stem: str | None = None,
+         timeout: float = 120, notify: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Draw a model description; returns {format: path} of the files written.
+
+    `formats` None means tex, and pdf and png when pdflatex and pdftoppm are installed (a
+    message through `notify` says what to install when they are not). Formats asked for
+    explicitly raise ToolMissing (after the .tex is written) when their program is missing.
+    Options left None come from the description's `draw:` section.
+    """
+    notify = notify or _stderr
+    wanted = parse_formats(formats)
+    explicit = wanted is not None
+    wanted = wanted or DEFAULT_FORMATS
+    spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+    g = build_graph(spec)
+    opts = dict(spec.draw)
+    for key, value in (("abbreviations", abbreviations), ("legend", legend), ("title", title), ("scale", scale)):
+        if value is not None:
+            opts[key] = value
+    if not opts["scale"] > 0:
+        raise NormscopeError(f"scale must be positive, got {opts['scale']}")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NormscopeError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    stem = stem or re.sub(r"[^A-Za-z0-9_.-]+", "_", g.graph["name"]).strip(".") or "model"
+    written: dict[str, Path] = {}
+
+    if {"tex", "pdf", "png"} & set(wanted):
+        tex = render_tex(layout(g, abbreviations=opts["abbreviations"]), legend=opts["legend"], title=opts["title"],
+                         scale=opts["scale"], source=str(spec.file or ""), stem=stem)
+        if "tex" in wanted or not explicit:
+            written["tex"] = write_atomic(out / f"{stem}.tex", tex)
+        if {"pdf", "png"} & set(wanted):
+            try:
+                pdf = compile_pdf(tex, timeout=timeout)
+                if "pdf" in wanted:
+                    written["pdf"] = write_atomic(out / f"{stem}.pdf", pdf)
+                if "png" in wanted:
+                    written["png"] = write_atomic(out / f"{stem}.png", pdf_to_png(pdf, dpi=dpi, timeout=timeout))
+            except ToolMissing as exc:
+                if "tex" not in written:
+                    written["tex"] = write_atomic(out / f"{stem}.tex", tex)
+                if explicit:
+                    raise ToolMissing(exc.tool) from None
+                notify(f"{exc}; wrote only {written['tex']} (compile it with pdflatex)")
+    if {"dot", "svg"} & set(wanted):
+        from .graphviz import render_svg, to_dot
+
+        dot = to_dot(g, abbreviations=opts["abbreviations"], title=opts["title"])
+        if "dot" in wanted:
+            written["dot"] = write_atomic(out / f"{stem}.dot", dot.source)
+        if "svg" in wanted:
+            written["svg"] = write_atomic(out / f"{stem}.svg", render_svg(dot, timeout=timeout))
+    return written

@@ -1,0 +1,73 @@
+"""graphviz output: the model graph as a left-to-right dot graph, reuse edges styled apart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import graphviz
+import networkx as nx
+
+from ...errors import NormscopeError
+from .layout import NORM_NAMES, NORM_STYLE, _label, _style
+from .tikz import ToolMissing
+
+COLOURS = {"input": "#c4cdde", "conv": "#ffe296", "convact": "#ffe296", "pool": "#de5c4e",
+           "dropout": "#d6d6d6", "flatten": "#baa0d6", "dense": "#96bee8", "pred": "#547ec8",
+           "act": "#fac48c", "pad": "#f0f0f0", "bn": "#0072b2", "in": "#00966e", "gdn": "#c83c96",
+           "concat": "#fafafa", "add": "#fafafa", "reuse": "#ffec78"}
+SHAPES = {"input": "cds", "conv": "box3d", "convact": "box3d", "pool": "invtrapezium", "dropout": "box",
+          "flatten": "parallelogram", "dense": "box", "pred": "doubleoctagon", "act": "cds", "pad": "box",
+          "bn": "hexagon", "in": "hexagon", "gdn": "octagon", "concat": "circle", "add": "circle",
+          "reuse": "doublecircle"}
+DARK = {"pool", "pred", "bn", "in", "gdn"}
+
+
+def _fmt(shape) -> str:
+    return "×".join(str(v) for v in shape)
+
+
+def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None) -> graphviz.Digraph:
+    dot = graphviz.Digraph(name=g.graph["name"], graph_attr={
+        "rankdir": "LR", "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.35",
+        **({"label": graphviz.escape(title), "labelloc": "t"} if title else {})},
+        node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled", "penwidth": "0.8"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"})
+    for name in g.graph["order"]:
+        node = g.nodes[name]
+        style, _ = _style(node)
+        if node["kind"] in ("concat", "add", "reuse"):
+            style = node["kind"]
+        label = _label(name, node, abbreviations) if node["kind"] != "reuse" else "concat"
+        attrs = {"shape": SHAPES.get(style, "box"), "fillcolor": COLOURS.get(style, "white"),
+                 "label": graphviz.escape(label) + r"\n" + _fmt(node["shape"]),
+                 "tooltip": graphviz.escape(f"{name} ({node['kind']})")}
+        if style in DARK:
+            attrs["fontcolor"] = "white"
+        if style == "dropout":
+            attrs["style"] = "filled,dashed"
+        dot.node(name, **attrs)
+    for u, v, kind in g.edges(data="kind"):
+        if kind == "tap":
+            norm = NORM_STYLE[g.nodes[u]["kind"]]
+            stats = "D" if norm == "gdn" else "μ, σ²"
+            size = sum(s for _, s in g.nodes[u]["stats"])
+            dot.edge(u, v, label=f"{stats} ({size})", color=COLOURS[norm], fontcolor=COLOURS[norm],
+                     style="dashed", penwidth="2", constraint="false", tooltip=f"{NORM_NAMES[norm]} statistics",
+                     _attributes={"class": "reuse"})
+        else:
+            dot.edge(u, v)
+    return dot
+
+
+def render_svg(dot: graphviz.Digraph, timeout: float = 60) -> bytes:
+    exe = shutil.which("dot")
+    if exe is None:
+        raise ToolMissing("dot", "graphviz")
+    try:
+        proc = subprocess.run([exe, "-Tsvg"], input=dot.source.encode(), capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NormscopeError(f"dot did not finish within {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise NormscopeError("dot failed: " + proc.stderr.decode(errors="replace").strip())
+    return proc.stdout
