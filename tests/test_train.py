@@ -20,7 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from normscope import build_model, load_spec
+from normscope import build_model, load_spec, summarize
 from normscope.cli import app
 from normscope.errors import NormscopeError, SpecError
 from normscope.runs import load_checkpoint, read_history
@@ -376,3 +376,16 @@ def test_fashion_cnn_learns_on_a_fashion_mnist_subset(tmp_path):
     assert results["status"] == "completed"
     assert results["test"]["accuracy"] > 0.6, results["test"]
     assert results["test"]["auc"] > 0.9
+
+
+def test_vgg16_trains_on_a_cifar100_fixture(tmp_path):
+    from normscope.data import write_cifar100_fixture
+
+    write_cifar100_fixture(tmp_path / "data", n_train=200, n_test=100, tarball=True)
+    result = CliRunner().invoke(app, ["train", str(ROOT / "examples" / "vgg16_gdn_v2.yml"), "--data", "cifar100",
+                                      "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "50",
+                                      "--out", str(tmp_path / "runs"), "--name", "v", "--progress", "log"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "runs" / "v" / "results.json").read_text())
+    assert results["status"] == "completed" and results["test"]["n"] == 100
+    assert results["params"]["total"] == summarize(ROOT / "examples" / "vgg16_gdn_v2.yml").total_params

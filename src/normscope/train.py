@@ -484,8 +484,8 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
     ``channels_last`` default to on for CUDA, off for CPU. ``subset``/``test_subset`` use
     class-stratified subsets of the training/test images. ``resume`` continues the run
     directory of a killed run (``epochs`` may extend it; everything else comes from the
-    run). ``callbacks`` are called with each epoch's metrics row after its checkpoint is
-    written. Raises TrainingFailed when the loss becomes NaN/inf (the run directory keeps
+    run). ``callbacks`` are called with each epoch's metrics row (plus ``train_seconds``,
+    the training loop alone, and ``run_dir``) after its checkpoint is written. Raises TrainingFailed when the loss becomes NaN/inf (the run directory keeps
     the last good checkpoint, results.json says ``failed``).
     """
     reporter = Reporter(progress)
@@ -684,7 +684,8 @@ def _run(run_dir: Path, config: dict, splits: Splits, dev: torch.device, reporte
                         raise _Diverged(epoch + 1, b + 1, running)
                     reporter.batch(b + 1, running, correct.item() / seen if reporter.live else None)
             train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen  # syncs the device
-            loop_time += time.perf_counter() - t0
+            epoch_loop = time.perf_counter() - t0
+            loop_time += epoch_loop
             if not math.isfinite(train_loss):
                 raise _Diverged(epoch + 1, None, train_loss)
             reporter.batch(steps_per_epoch, train_loss, train_acc)
@@ -698,7 +699,8 @@ def _run(run_dir: Path, config: dict, splits: Splits, dev: torch.device, reporte
             elapsed += seconds
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
                    "val_loss": val_loss, "val_accuracy": val_acc,
-                   "lr": t["lr"] * lr_factor(step - 1, total_steps, steps_per_epoch, t), "seconds": seconds}
+                   "lr": t["lr"] * lr_factor(step - 1, total_steps, steps_per_epoch, t), "seconds": seconds,
+                   "train_seconds": epoch_loop}  # (not in metrics.csv: the training loop alone)
             history.append(row)
             # best by validation accuracy (the first of equals); without validation: the last
             improved = (val_acc > best_acc) if has_val else True
