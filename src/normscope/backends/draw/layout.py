@@ -16,6 +16,7 @@ which tikz.py hands to a template. Conventions (the same in the TikZ styles):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import networkx as nx
@@ -40,7 +41,6 @@ STYLE_NAMES = {
 @dataclass
 class Item:
     node: str
-    id: str
     style: str                   # colour key, see STYLE_NAMES
     ball: bool
     label: str                   # caption text (plain; escaped by the template)
@@ -137,9 +137,9 @@ def channels_cm(c: int) -> float:
     return 0.22 + 0.12 * math.log2(max(c, 2))
 
 
-def features_cm(f: int) -> float:
-    """Height of a flat vector: log scale."""
-    return min(5.5, 0.6 + 0.42 * math.log2(max(f, 2)))
+def features_cm(f: int, top: float = 4.5) -> float:
+    """Height of a flat vector: log scale, at most `top` cm."""
+    return min(top, 0.6 + 0.42 * math.log2(max(f, 2)))
 
 
 def _style(node: dict) -> tuple[str, bool]:
@@ -174,11 +174,11 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
     biggest = max([max(g.nodes[n]["shape"][1:]) for n in order if len(g.nodes[n]["shape"]) == 3] or [1])
 
     items: dict[str, Item] = {}
-    for i, n in enumerate(order):
+    for n in order:
         node = g.nodes[n]
         style, band = _style(node)
         shape = node["shape"]
-        it = Item(node=n, id=f"n{i}", style=style, ball=node["kind"] in BALL_KINDS, band=band,
+        it = Item(node=n, style=style, ball=node["kind"] in BALL_KINDS, band=band,
                   label=_label(n, node, abbreviations), size=str(shape[0]), spatial=None)
         if it.ball:
             it.r = 0.5 if node["kind"] != "add" else 0.35
@@ -195,18 +195,18 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
     rows = _assign_rows(g, data, order, items)
 
     # sizes: smaller boxes when branches are stacked or the network is long
-    stack = max([sum(1 for r in rows if r.fork == f) + 1 for f in {r.fork for r in rows}] + [1])
-    columns = 1 + max(it.col for it in items.values())
-    top = 4.5 if stack < 3 else 3.0
-    top = max(2.4, top * min(1.0, math.sqrt(40 / columns)))
+    stack = 1 + max(Counter(r.fork for r in rows[1:]).values(), default=0)
+    ncols = 1 + max(it.col for it in items.values())
+    top = max(2.4, (4.5 if stack < 3 else 3.0) * min(1.0, math.sqrt(40 / ncols)))
     for n in order:
         it, shape = items[n], g.nodes[n]["shape"]
         if it.ball:
             continue
         if len(shape) == 3:
-            it.w, it.h, it.d = THIN.get(it.style, 1.0) * channels_cm(shape[0]), spatial_cm(shape[1], biggest, top), spatial_cm(shape[2], biggest, top)
+            it.w = THIN.get(it.style, 1.0) * channels_cm(shape[0])
+            it.h, it.d = spatial_cm(shape[1], biggest, top), spatial_cm(shape[2], biggest, top)
         else:
-            it.w, it.h, it.d = 0.35, features_cm(shape[0]), 0.35
+            it.w, it.h, it.d = 0.35, features_cm(shape[0], top), 0.35
 
     # which boxes touch their input: blocks such as [conv conv norm pool dropout] or
     # [conv bn act conv bn]; a pool or dropout closes a block to further convolutions
@@ -286,10 +286,7 @@ def _assign_rows(g, data, order, items):
     items[order[0]].row = 0
     output = g.graph["output"]
     keep = nx.ancestors(data, output) | {output}
-    try:
-        ipdom = nx.immediate_dominators(data.reverse(copy=False), output)
-    except Exception:            # pragma: no cover - defensive: a graph without a path to the output
-        ipdom = {}
+    ipdom = nx.immediate_dominators(data.reverse(copy=False), output)   # where branches merge again
 
     def ancestors_rows(r):
         out = []
