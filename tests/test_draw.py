@@ -192,3 +192,15 @@ def test_cli_formats_and_errors(tmp_path):
     assert bad.exit_code == 2 and "unknown format jpg" in bad.output
     bad = runner.invoke(app, ["draw", str(ROOT / "examples" / "vgg16.yml"), "--norm", "ln"])
     assert bad.exit_code == 2
+
+
+def test_draw_section_and_overrides(tmp_path):
+    yml = tmp_path / "small.yml"
+    yml.write_text("name: small\ninput: [3, 8, 8]\nclasses: 10\nnorm: in\nreuse: true\n"
+                   "draw: {abbreviations: true, legend: false, title: Small net, scale: 0.8}\n"
+                   "layers:\n  - conv: 4\n  - norm\n  - maxpool: 2\n  - flatten\n  - dense: {}\n")
+    tex = draw(yml, tmp_path, formats="tex")["tex"].read_text()
+    assert "{Small net}" in tex and "x=0.8cm" in tex and "\\NSSwatch{ns-" not in tex
+    assert "{cnv\\," in tex and "{pl\\," in tex and count_taps(tex) == 1
+    tex = draw(yml, tmp_path, formats="tex", abbreviations=False, legend=True, title="")["tex"].read_text()
+    assert "{conv1\\," in tex and "\\NSSwatch{ns-in}" in tex and "Small net" not in tex
