@@ -276,6 +276,17 @@ def test_aux_heads_train(tmp_path):
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
 
 
+def test_gpu_code_path_on_cpu_bf16_autocast_channels_last(tmp_path):
+    """What CUDA runs by default (bfloat16 autocast, channels_last), exercised on the CPU."""
+    run = run_tiny(tmp_path, epochs=1, norm="gdn", reuse=True, amp=True, channels_last=True)
+    config = json.loads((run / "config.json").read_text())
+    assert config["amp"] and config["channels_last"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "completed" and math.isfinite(results["test"]["loss"])
+    best = load_checkpoint(run / "best.pt")
+    assert all(v.is_contiguous() for v in best["model"].values())  # stored in the default layout
+
+
 # --------------------------------------------------------------------------- #
 # resume after SIGKILL
 # --------------------------------------------------------------------------- #

@@ -354,8 +354,9 @@ def set_lr(optimizer, base_lr: float, factor: float) -> None:
 
 
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bfloat16 autocast (on by default on CUDA; on the CPU only when asked for)."""
+    if amp:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -481,7 +482,8 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
     the keyword arguments override them (None = keep). ``data`` defaults to
     ``train.data``. ``norm``/``reuse`` pick the variant. ``fit_data`` builds a model with
     a fixed input/class count for a data set that differs. ``amp`` (bfloat16 autocast) and
-    ``channels_last`` default to on for CUDA, off for CPU. ``subset``/``test_subset`` use
+    ``channels_last`` default to on for CUDA, off for CPU (where they can be asked for, mainly
+    to exercise the GPU code path). ``subset``/``test_subset`` use
     class-stratified subsets of the training/test images. ``resume`` continues the run
     directory of a killed run (``epochs`` may extend it; everything else comes from the
     run). ``callbacks`` are called with each epoch's metrics row (plus ``train_seconds``,
@@ -523,7 +525,7 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
         "sizes": {k: int(len(v)) for k, v in splits.y.items()},
         "input_shape": list(input_shape), "classes": classes, "class_names": splits.class_names,
         "mean": splits.mean.tolist(), "std": splits.std.tolist(), "fit_data": bool(notes),
-        "train": t, "device": str(dev), "amp": cuda if amp is None else bool(amp and cuda),
+        "train": t, "device": str(dev), "amp": cuda if amp is None else bool(amp),
         "channels_last": cuda if channels_last is None else bool(channels_last),
         "compile": bool(t["compile"]), "eval_batch_size": eval_batch_size or (2048 if cuda else 512),
     }
@@ -571,6 +573,8 @@ def _resume(run_dir: Path, epochs, device, data_dir, reporter, callbacks) -> Pat
     if str(dev) != config["device"]:
         reporter.note(f"note: the run was trained on {config['device']}, continuing on {dev} "
                       "(the continuation is then not bit-identical)")
+        if dev.type != torch.device(config["device"]).type:  # that device's precision defaults
+            config["amp"] = config["channels_last"] = dev.type == "cuda"
     c = config
     splits = prepare_data(c["data"], data_dir=data_dir or c.get("data_dir"), subset=c["subset"],
                           test_subset=c["test_subset"], validation=c["validation"],
@@ -589,7 +593,7 @@ def _run(run_dir: Path, config: dict, splits: Splits, dev: torch.device, reporte
 
     t = config["train"]
     seed, epochs, bs = t["seed"], t["epochs"], t["batch_size"]
-    amp, channels_last = config["amp"], config["channels_last"] and dev.type == "cuda"
+    amp, channels_last = config["amp"], config["channels_last"]
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -793,7 +797,7 @@ def _evaluate_best(run_dir: Path, model, data: DeviceData, splits: Splits, confi
         if data.n(split) == 0:
             continue
         logits = predict_logits(model, data.x[split], data.mean, data.std, config["eval_batch_size"],
-                                config["amp"], config["channels_last"] and data.device.type == "cuda")
+                                config["amp"], config["channels_last"])
         m = test_metrics(logits, data.y[split])
         out[split] = {k: m[k] for k in SCALAR_METRICS} | {"n": int(data.n(split))}
         if split == "test":
@@ -815,9 +819,11 @@ def evaluate_run(run_dir, device: str | None = "auto", data_dir=None, split: str
         raise NormscopeError(f"{run_dir}: the {split} split is empty")
     x = torch.from_numpy(s.x[split]).permute(0, 3, 1, 2).contiguous().to(dev)
     mean, std = s.stat_tensors(dev)
-    cuda = dev.type == "cuda"
-    if cuda and run.config["channels_last"]:
+    same_kind = dev.type == torch.device(run.config["device"]).type  # else: that device's defaults
+    amp = run.config["amp"] if same_kind else dev.type == "cuda"
+    channels_last = run.config["channels_last"] if same_kind else dev.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     logits = predict_logits(model, x, mean, std, run.config.get("eval_batch_size", 512),
-                            amp=run.config["amp"] and cuda, channels_last=cuda and run.config["channels_last"])
+                            amp=amp, channels_last=channels_last)
     return test_metrics(logits, torch.from_numpy(s.y[split]).to(dev))
