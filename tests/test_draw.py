@@ -150,6 +150,15 @@ def test_missing_pdflatex_still_writes_tex(tmp_path, monkeypatch):
     assert (tmp_path / "c" / "vgg16.tex").exists()
 
 
+@needs_tex
+def test_missing_pdftoppm_keeps_the_pdf(tmp_path, monkeypatch):
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "pdftoppm" else real(name, *a, **k))
+    notes = []
+    files = draw(ROOT / "examples" / "perceptnet.yml", tmp_path, notify=notes.append)
+    assert set(files) == {"tex", "pdf"} and len(notes) == 1 and "poppler-utils" in notes[0]
+
+
 @needs_dot
 def test_graphviz_reuse_edges(tmp_path):
     files = draw(ROOT / "examples" / "vgg16.yml", tmp_path, formats="dot,svg", norm="bn", reuse=True)

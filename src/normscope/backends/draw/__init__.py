@@ -105,8 +105,9 @@ def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str
                 if "tex" not in written:
                     written["tex"] = write_atomic(out / f"{stem}.tex", tex)
                 if explicit:
-                    raise ToolMissing(exc.tool) from None
-                notify(f"{exc}; wrote only {written['tex']} (compile it with pdflatex)")
+                    raise
+                skipped = ".pdf and .png" if exc.tool == "pdflatex" else ".png"
+                notify(f"{exc}; no {skipped} written, {written['tex']} is (compile it with pdflatex)")
     if {"dot", "svg"} & set(wanted):
         from .graphviz import render_svg, to_dot
 

@@ -28,8 +28,8 @@ class ToolMissing(NormscopeError):
     """A program needed for an output format is not installed."""
 
     def __init__(self, tool: str, packages: str = TEX_PACKAGES):
-        super().__init__(f"`{tool}` was not found: install it with "
-                         f"`sudo apt-get install {packages}` (Debian/Ubuntu) or a TeX Live distribution")
+        super().__init__(f"`{tool}` was not found: install {packages} "
+                         f"(Debian/Ubuntu: `sudo apt-get install {packages}`)")
         self.tool = tool
 
 
