@@ -38,7 +38,7 @@ def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
                    input_shape=tuple(spec.input_shape), classes=spec.classes,
                    file=str(spec.file) if spec.file else None)
     g.add_node("input", kind="input", role="input", args={}, inputs=[], shape=tuple(spec.input_shape),
-               in_shapes=[], caption=None, abbrev="in", slot=False, tapped=False, stats=[],
+               in_shapes=[], caption=None, abbrev="input", slot=False, tapped=False, stats=[],
                file=None, line=None)
     index = {"input": 0}
     for i, layer in enumerate(spec.layers, start=1):
