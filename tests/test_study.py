@@ -69,3 +69,42 @@ def test_compare_errors(tmp_path):
     assert parse_variants("none,bn_v2") == ["none", "bn_v2"]
     result = CliRunner().invoke(app, ["study", "examples/vgg16.yml", "--variants", "bn,xx", "--data", "synthetic"])
     assert result.exit_code == 2 and "unknown xx" in result.output
+
+
+def test_tiny_study_end_to_end_and_resume(tmp_path):
+    from normscope.study import run_study
+
+    logs = []
+    study_dir = run_study("examples/perceptnet.yml", variants="in,in_v2", seeds=2, data="synthetic", epochs=1,
+                          out=tmp_path, device="cpu", attribute_samples=100, log=logs.append)
+    assert study_dir == tmp_path / "perceptnet-synthetic"
+    plan = json.loads((study_dir / "study.json").read_text())
+    assert [(r["variant"], r["seed"], r["state"]) for r in plan["runs"]] == [
+        ("in", 0, "done"), ("in", 1, "done"), ("in_v2", 0, "done"), ("in_v2", 1, "done")]
+    run = study_dir / "runs" / "perceptnet_in_v2-s1"
+    assert json.loads((run / "results.json").read_text())["seed"] == 1
+    share = json.loads((run / "attribution.json").read_text())["stats_share"]
+    assert 0 <= share <= 1
+    assert not (study_dir / "runs" / "perceptnet_in-s0" / "attribution.json").exists()
+    table = (study_dir / "table.md").read_text()
+    assert "| perceptnet_in | 2 |" in table and "| perceptnet_in_v2 | 2 |" in table
+    assert (study_dir / "chart.png").is_file() and (study_dir / "paired.md").is_file()
+
+    # a second call finds everything done and trains nothing
+    stamp = (run / "results.json").stat().st_mtime_ns
+    run_study("examples/perceptnet.yml", variants="in,in_v2", seeds=2, data="synthetic", epochs=1,
+              out=tmp_path, device="cpu", log=logs.append)
+    assert "0 to run" in logs[-1] or any("0 to run" in line for line in logs[-3:])
+    assert (run / "results.json").stat().st_mtime_ns == stamp
+
+    # an interrupted run (a checkpoint, no results) is resumed, not restarted
+    (run / "results.json").unlink()
+    run_study("examples/perceptnet.yml", variants="in,in_v2", seeds=2, data="synthetic", epochs=1,
+              out=tmp_path, device="cpu", log=logs.append)
+    assert any("3 already done, 1 to run" in line for line in logs)
+    assert json.loads((run / "results.json").read_text())["status"] == "completed"
+
+    # a different protocol in the same directory is refused
+    with pytest.raises(Exception, match="epochs"):
+        run_study("examples/perceptnet.yml", variants="in", seeds=1, data="synthetic", epochs=2,
+                  out=tmp_path, device="cpu", log=logs.append)
