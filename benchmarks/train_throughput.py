@@ -118,6 +118,61 @@ def bench_plain(desc: Path, npz: Path, args) -> dict:
             "epoch_seconds": [round(t, 3) for t in times], "workers": args.workers}
 
 
+def bench_data_only(npz: Path, args) -> dict:
+    """Images/s of the input pipelines alone (augmented, standardized batches on the device,
+    no model): the ceiling each trainer has when the model is fast (a GPU)."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from normscope.train import DeviceData, Splits, epoch_order, to_input
+
+    arrays = np.load(npz)
+    x, y = arrays["x_train"], arrays["y_train"]
+    n, size, channels = len(x), x.shape[1], x.shape[3]
+    device = torch.device(args.device_resolved)
+    mean, std = x.reshape(-1, channels).mean(0) / 255, x.reshape(-1, channels).std(0) / 255
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    s = Splits("bench", {"train": x, "val": x[:0], "test": x[:1]}, {"train": y, "val": y[:0], "test": y[:1]},
+               mean, std, [str(i) for i in range(args.classes)])
+    data = DeviceData(s, device, crop=4)
+    sync()
+    t0 = time.perf_counter()
+    for epoch in range(2):
+        perm, off, flips = epoch_order(n, 0, epoch, 4, True)
+        perm, off, flips = perm.to(device), off.to(device), flips.to(device)
+        for b in range(0, n, args.batch_size):
+            sl = slice(b, b + args.batch_size)
+            xb = to_input(data.train_batch(perm[sl], off[sl], flips[sl]), data.mean, data.std)
+    sync()
+    ours = 2 * n / (time.perf_counter() - t0)
+
+    class ImageArrays(Dataset):
+        def __len__(self):
+            return n
+
+        def __getitem__(self, i):
+            img = x[i]
+            return tf(Image.fromarray(img[..., 0] if channels == 1 else img)), int(y[i])
+
+    tf = transforms.Compose([transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist())])
+    loader = DataLoader(ImageArrays(), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                        pin_memory=device.type == "cuda")
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(2):
+        for xb, yb in loader:
+            xb = xb.to(device, non_blocking=True)
+    sync()
+    plain = 2 * n / (time.perf_counter() - t0)
+    return {"normscope_images_per_second": ours, "plain_images_per_second": plain, "ratio": ours / plain}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ROOT / "examples" / "vgg16.yml"))
@@ -158,13 +213,16 @@ def main(argv=None) -> dict:
             result["normscope"] = bench_normscope(desc, npz, args)
         if args.only in (None, "plain"):
             result["plain"] = bench_plain(desc, npz, args)
+        if args.only is None:
+            result["data_pipeline_only"] = bench_data_only(npz, args)
         if "normscope" in result and "plain" in result:
             result["ratio"] = result["normscope"]["images_per_second"] / result["plain"]["images_per_second"]
     print(json.dumps(result, indent=2))
     if "ratio" in result:
         print(f"{result['model']}_{args.norm}{'_v2' if args.reuse else ''} on {result['device_name']}: normscope "
               f"{result['normscope']['images_per_second']:.0f} img/s, plain loop "
-              f"{result['plain']['images_per_second']:.0f} img/s, ratio {result['ratio']:.2f}x", file=sys.stderr)
+              f"{result['plain']['images_per_second']:.0f} img/s, ratio {result['ratio']:.2f}x; input pipelines "
+              f"alone: {result['data_pipeline_only']['ratio']:.1f}x", file=sys.stderr)
     return result
 
 

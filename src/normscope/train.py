@@ -504,6 +504,10 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
     if not t["data"]:
         raise NormscopeError(f"{spec.file}: no data set: pass --data (cifar100, fashion-mnist, "
                              "npz:PATH, synthetic) or set train.data in the description")
+    if t["data"].startswith("npz:") and Path(t["data"][4:]).expanduser().exists():
+        t["data"] = "npz:" + str(Path(t["data"][4:]).expanduser().resolve())  # found from anywhere later
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser().resolve()
     split_seed = 0
     splits = prepare_data(t["data"], data_dir=data_dir, subset=t["subset"], test_subset=test_subset,
                           validation=t["validation"], standardize=t["standardize"], split_seed=split_seed)
