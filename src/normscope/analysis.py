@@ -311,7 +311,7 @@ def _measure(model, z, out, y, z0, zbar, *, target, methods, n_steps, repeats, s
                       "of its pre-activation")
     targets = out.argmax(1) if target == "pred" else y
     base_loss_i, base_correct_i = _loss_acc(out, y)
-    base_loss, base_acc = float(base_loss_i.mean()), float(base_correct_i.mean())
+    base_loss, base_acc = float(base_loss_i.double().mean()), float(base_correct_i.sum()) / n
     # per class (true label): sums over a class's images as one matrix product
     classes = [int(c) for c in torch.unique(y)] if by_class else []
     onehot = (y[:, None] == torch.tensor(classes, dtype=torch.long)[None, :]).float() if by_class else None
@@ -403,7 +403,7 @@ def _measure(model, z, out, y, z0, zbar, *, target, methods, n_steps, repeats, s
             loss_sum = torch.zeros(n)
             for perm in perms:
                 loss_i, corr_i = evaluate(z[perm][:, u.index], u)
-                accs.append(float(corr_i.mean()))
+                accs.append(float(corr_i.sum()) / n)
                 losses.append(float(loss_i.mean()))
                 corr_sum += corr_i
                 loss_sum += loss_i
@@ -422,7 +422,7 @@ def _measure(model, z, out, y, z0, zbar, *, target, methods, n_steps, repeats, s
         for u in all_units:
             loss_i, corr_i = evaluate(zbar[u.index].expand(n, -1), u)
             r = rows[key(u)]
-            r["ablation_accuracy_drop"] = base_acc - float(corr_i.mean())
+            r["ablation_accuracy_drop"] = base_acc - float(corr_i.sum()) / n
             r["ablation_loss_rise"] = float(loss_i.mean()) - base_loss
             if by_class:
                 per_class[key(u)]["ablation_accuracy_drop"] = cmean(base_correct_i - corr_i)
