@@ -645,7 +645,8 @@ def _run(run_dir: Path, config: dict, splits: Splits, dev: torch.device, reporte
         torch.cuda.manual_seed(seed)
 
     runs.write_json(run_dir / runs.RESULTS, {"status": "running", "epochs_done": start_epoch, "epochs": epochs})
-    check_every = max(1, steps_per_epoch // 25)
+    # NaN check (a device sync): ~25 times an epoch with a live bar, ~5 times otherwise
+    check_every = max(1, steps_per_epoch // (25 if reporter.live else 5))
     reporter.start(epochs, start_epoch, steps_per_epoch)
     status, message = "completed", None
     try:
@@ -686,7 +687,7 @@ def _run(run_dir: Path, config: dict, splits: Splits, dev: torch.device, reporte
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.detach().argmax(1) == yb).sum()
                 seen += len(idx)
-                if (b + 1) % check_every == 0 and b + 1 < steps_per_epoch:  # ~25 syncs an epoch
+                if (b + 1) % check_every == 0 and b + 1 < steps_per_epoch:
                     running = loss_sum.item() / seen
                     if not math.isfinite(running):
                         raise _Diverged(epoch + 1, b + 1, running)
