@@ -438,8 +438,9 @@ def _measure(model, z, out, y, z0, zbar, *, target, methods, n_steps, repeats, s
                      "features only")
     if constant_stats:
         notes.append("constant over the images (e.g. BatchNorm's running statistics in eval mode): "
-                     + ", ".join(constant_stats) + "; they act as a fixed bias (logit_offset), so IG, "
-                     "permutation and ablation give them exactly 0")
+                     + ", ".join(constant_stats) + "; they act as a fixed bias (logit_offset): permutation "
+                     "and ablation cannot change them, and from the train-mean baseline their IG is "
+                     "exactly 0")
 
     result: dict[str, Any] = {
         "samples": int(n),
