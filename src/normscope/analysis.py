@@ -85,10 +85,6 @@ class Unit:
     def size(self) -> int:
         return int(self.index.numel())
 
-    @property
-    def is_stats(self) -> bool:
-        return self.layer is not None or self.name == "statistics"
-
 
 def _group_meta(model) -> dict[str, tuple[str | None, str | None]]:
     """group name -> (norm layer, statistic); None, None for the features."""
@@ -121,7 +117,7 @@ def build_units(model) -> tuple[list[Unit], list[Unit], list[Unit]]:
     stats = [g for g in groups if g.layer is not None]
     totals = [Unit("features", "total", torch.cat([g.index for g in feats]))]
     if stats:
-        totals.append(Unit("statistics", "total", torch.cat([g.index for g in stats]), layer=None))
+        totals.append(Unit("statistics", "total", torch.cat([g.index for g in stats])))
     return groups, layers, totals
 
 
@@ -223,7 +219,7 @@ def _outputs(pre: torch.Tensor, act) -> torch.Tensor:
     return act(pre) if act is not None else pre
 
 
-def _loss_acc(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+def _loss_acc(out: torch.Tensor, y: torch.Tensor):
     """Per-image cross-entropy and correctness of outputs (logits)."""
     loss = F.cross_entropy(out, y, reduction="none")
     correct = (out.argmax(1) == y).float()
