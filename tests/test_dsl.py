@@ -211,3 +211,19 @@ def test_reference_docs_are_current():
     assert markdown() in text, "docs/dsl.md is stale: run python scripts/gen_dsl_docs.py"
     for kind in ("conv", "dense", "norm", "gdn", "concat", "add", "globalavgpool"):
         assert f"### `{kind}`" in text
+
+
+def test_classifier_does_not_inherit_the_default_activation(tmp_path):
+    import torch
+
+    from normscope import build_model
+
+    p = write(tmp_path, "  - flatten\n  - dense: 8\n  - dense\n")          # defaults: activation relu
+    spec = load_spec(p)
+    assert spec.layers[1].args["activation"] == "relu"
+    assert spec.layers[2].args["activation"] is None
+    torch.manual_seed(0)
+    out = build_model(p)(torch.randn(16, 3, 16, 16))
+    assert (out < 0).any()                                                  # logits, not ReLU(logits)
+    p = write(tmp_path, "  - flatten\n  - dense: {activation: tanh}\n")
+    assert "its logits pass through it" in load_spec(p).warnings[0]

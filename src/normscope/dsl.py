@@ -88,6 +88,7 @@ class LayerSpec:
     caption: str | None = None
     aux: float | None = None
     slot: bool = False          # a `norm` slot (kind resolved from the model's norm)
+    explicit: frozenset = frozenset()   # keys written in the description (not defaults)
 
     @property
     def where(self) -> dict:
@@ -521,7 +522,8 @@ class _Expander:
         resolved_kind = NORM_NAMES[norm] if slot else kind
         self.layers.append(LayerSpec(name=name, kind=resolved_kind, args=values, inputs=list(inputs),
                                      file=file, line=line, caption=None if caption is None else str(caption),
-                                     aux=None if aux is None else float(aux), slot=slot))
+                                     aux=None if aux is None else float(aux), slot=slot,
+                                     explicit=frozenset(args)))
         return name
 
 
@@ -681,6 +683,14 @@ def load_spec(source, norm: str | None = None, reuse: bool | None = None,
             raise SpecError("dense needs key 'units'", **layer.where)
     if last.aux is not None:
         raise SpecError("the final classifier cannot be `aux`", **last.where)
+    warnings = []
+    for head in [last] + [layer for layer in layers if layer.aux is not None]:
+        # classifiers output logits: `defaults: {activation: ...}` does not reach them
+        if "activation" not in head.explicit:
+            head.args["activation"] = None
+        elif head.args["activation"] not in (None, "softmax", "linear", "none"):
+            warnings.append(f"classifier '{head.name}' has activation {head.args['activation']}: "
+                            "its logits pass through it (softmax belongs to the loss)")
 
     train = validate_mapping("train", doc_sub.get("train"), TRAIN_ARGS, **where("train"))
     train["augment"] = validate_mapping("train.augment", (doc_sub.get("train") or {}).get("augment"),
@@ -691,7 +701,6 @@ def load_spec(source, norm: str | None = None, reuse: bool | None = None,
                 raise SpecError(f"train.lr_mult['{pattern}'] must be a number >= 0", **where("train"))
     draw = validate_mapping("draw", doc_sub.get("draw"), DRAW_ARGS, **where("draw"))
 
-    warnings = []
     if chosen_reuse and not any(layer.slot for layer in layers):
         warnings.append("reuse is on but the model has no norm slots: the classifier sees features only")
     if chosen_norm != "none" and not any(layer.slot for layer in layers) and norm is not None:
