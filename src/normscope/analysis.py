@@ -26,10 +26,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
-import math
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -41,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import NormscopeError
+from .fileio import atomic_write, write_json
 
 __all__ = ["METHODS", "BASELINES", "TARGETS", "attribute", "attribute_run", "run_inputs", "report",
            "classifier_inputs", "parse_methods",
@@ -541,43 +538,12 @@ def render_table(result: dict, console, title: str | None = None) -> None:
         console.print(table)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (np.generic, torch.Tensor)) and getattr(obj, "ndim", 0) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def write_attribution(path: str | Path, result: dict) -> Path:
     """attribution.json, atomically (temporary file + os.replace). Per-class rows are
     left to the CSV."""
     path = Path(path)
     doc = {k: v for k, v in result.items() if k != "per_class"}
-    _atomic_write(path, (json.dumps(_jsonable(doc), indent=2) + "\n").encode("utf-8"))
+    write_json(path, doc)
     return path
 
 
@@ -593,7 +559,7 @@ def write_per_class_csv(path: str | Path, result: dict) -> Path:
     wr.writerow(cols)
     for r in rows:
         wr.writerow(["" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c]) for c in cols])
-    _atomic_write(path, buf.getvalue().encode("utf-8"))
+    atomic_write(path, buf.getvalue())
     return path
 
 
@@ -636,7 +602,7 @@ def plot_attribution(path: str | Path, result: dict, title: str = "") -> Path:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return Path(path)
 
 

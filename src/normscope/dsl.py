@@ -12,7 +12,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
 
 from .errors import SpecError
 from .registry import COMMON_KEYS, KINDS, NORM_CHOICES, NORM_NAMES, REQUIRED, Arg

@@ -30,17 +30,16 @@ import csv
 import io
 import json
 import math
-import os
 import platform
 import re
 import subprocess
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import NormscopeError
+from .fileio import atomic_write, write_json  # noqa: F401  (write_json: part of this API)
 
 DESCRIPTION = "description.yml"
 CONFIG = "config.json"
@@ -69,56 +68,8 @@ class RunError(NormscopeError):
 # --------------------------------------------------------------------------- #
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 -> the usual mode of new files
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy / torch scalars
-        obj = obj.item()
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else (1e308 if obj > 0 else -1e308)
-    return obj
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+    atomic_write(path, text)
 
 
 def read_json(path: Path) -> dict:
@@ -130,7 +81,7 @@ def save_checkpoint(path: Path, obj: dict) -> None:
     """torch.save ``obj`` (tensors and plain containers only) atomically."""
     import torch
 
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -321,7 +272,7 @@ def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
 # --------------------------------------------------------------------------- #

@@ -23,6 +23,7 @@ from pathlib import Path
 from . import runs
 from .dsl import VARIANTS, load_spec, variant_name
 from .errors import NormscopeError
+from .fileio import atomic_write
 
 STUDY = "study.json"
 METRICS = ("loss", "precision", "recall", "auc", "accuracy", "top5_accuracy", "macro_f1")
@@ -292,7 +293,7 @@ def table_markdown(agg: list[dict], reference: str | None = None) -> str:
             lines.append(f"| {name} | {a['n']} | " + " | ".join(_fmt(a[c], a[c + '_std'], c) for c in cols) + " |")
             if ref and a["variant"] in ref:
                 vals = dict(zip(THESIS_METRICS, ref[a["variant"]]))
-                lines.append(f"| *thesis* | 1 | " + " | ".join(
+                lines.append("| *thesis* | 1 | " + " | ".join(
                     (f"{vals[c]:.3f}" if c in vals else "") for c in cols) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -346,10 +347,8 @@ def bar_chart(agg: list[dict], path: Path, metrics=("accuracy", "auc", "precisio
         ax.legend(fontsize=7, ncol=2)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = None) -> dict:

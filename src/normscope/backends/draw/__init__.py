@@ -6,15 +6,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ...dsl import ModelSpec, load_spec
 from ...errors import NormscopeError
+from ...fileio import atomic_write
 from ...graph import build_graph
 from .layout import Layout, layout
 from .tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
@@ -27,23 +26,6 @@ __all__ = ["draw", "layout", "Layout", "render_tex", "compile_pdf", "escape", "F
 
 def _stderr(message: str):
     print(message, file=sys.stderr)
-
-
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write `data` to `path` through a temporary file in the same directory."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes it private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -93,17 +75,17 @@ def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str
         tex = render_tex(layout(g, abbreviations=opts["abbreviations"]), legend=opts["legend"], title=opts["title"],
                          scale=opts["scale"], source=str(spec.file or ""), stem=stem)
         if "tex" in wanted or not explicit:
-            written["tex"] = write_atomic(out / f"{stem}.tex", tex)
+            written["tex"] = atomic_write(out / f"{stem}.tex", tex)
         if {"pdf", "png"} & set(wanted):
             try:
                 pdf = compile_pdf(tex, timeout=timeout)
                 if "pdf" in wanted:
-                    written["pdf"] = write_atomic(out / f"{stem}.pdf", pdf)
+                    written["pdf"] = atomic_write(out / f"{stem}.pdf", pdf)
                 if "png" in wanted:
-                    written["png"] = write_atomic(out / f"{stem}.png", pdf_to_png(pdf, dpi=dpi, timeout=timeout))
+                    written["png"] = atomic_write(out / f"{stem}.png", pdf_to_png(pdf, dpi=dpi, timeout=timeout))
             except ToolMissing as exc:
                 if "tex" not in written:
-                    written["tex"] = write_atomic(out / f"{stem}.tex", tex)
+                    written["tex"] = atomic_write(out / f"{stem}.tex", tex)
                 if explicit:
                     raise
                 skipped = ".pdf and .png" if exc.tool == "pdflatex" else ".png"
@@ -113,7 +95,7 @@ def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str
 
         dot = to_dot(g, abbreviations=opts["abbreviations"], title=opts["title"])
         if "dot" in wanted:
-            written["dot"] = write_atomic(out / f"{stem}.dot", dot.source)
+            written["dot"] = atomic_write(out / f"{stem}.dot", dot.source)
         if "svg" in wanted:
-            written["svg"] = write_atomic(out / f"{stem}.svg", render_svg(dot, timeout=timeout))
+            written["svg"] = atomic_write(out / f"{stem}.svg", render_svg(dot, timeout=timeout))
     return written
