@@ -245,6 +245,7 @@ def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
     Uses the Agg canvas directly: the global matplotlib backend is left alone."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(12, 3.6), dpi=110)
     FigureCanvasAgg(fig)
@@ -269,6 +270,8 @@ def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
     ax_lr.set_xlabel("epoch")
     ax_lr.set_ylabel("learning rate (end of epoch)")
     ax_lr.grid(alpha=0.3)
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
