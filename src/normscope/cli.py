@@ -126,4 +126,7 @@ def main():
 from . import cli_draw, cli_train, cli_analysis, cli_study  # noqa: E402,F401
 
 if __name__ == "__main__":
-    main()
+    # `python -m normscope.cli`: the commands registered on the imported module's app
+    from normscope.cli import main as _main
+
+    _main()

@@ -1,0 +1,5 @@
+"""`python -m normscope`."""
+
+from .cli import main
+
+main()
