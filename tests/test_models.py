@@ -220,3 +220,18 @@ def test_residual_block_is_a_sum():
     shortcut = acts["act1"][1]
     torch.testing.assert_close(add_in, branch + shortcut)
     torch.testing.assert_close(add_out, torch.relu(branch + shortcut))
+
+
+def test_bn_momentum_option_in_keras_convention(tmp_path):
+    base = (EX / "vgg16.yml").read_text()
+    assert build_model(EX / "vgg16.yml", norm="bn").layers["bn1"].momentum == pytest.approx(0.01)
+    p = tmp_path / "m.yml"
+    p.write_text(base.replace("norm_options:\n", "norm_options:\n  bn: {momentum: 0.9}\n"))
+    model = build_model(p, norm="bn")
+    assert model.layers["bn3"].momentum == pytest.approx(0.1)
+    seen = {}
+    bn1 = model.layers["bn1"]
+    bn1.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
+    model.train()(torch.randn(8, 3, 32, 32))
+    # one step from the initial 0: running = 0.9·0 + 0.1·batch mean
+    torch.testing.assert_close(bn1.running_mean, 0.1 * seen["x"].mean(dim=(0, 2, 3)))

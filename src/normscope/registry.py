@@ -394,6 +394,9 @@ NORM_ARGS = {
                   help="GDN kernel size (gdn only)"),
     "trainable_exponents": Arg((bool,), None, help="GDN: train alpha and epsilon (gdn only)"),
     "eps": Arg((float,), None, help="bn/in: epsilon added to the variance (default 1e-3, Keras)"),
+    "momentum": Arg((float,), None, check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+                    help="bn: running-average momentum, Keras convention (default 0.99: "
+                         "running = 0.99·running + 0.01·batch)"),
 }
 
 

@@ -19,7 +19,8 @@ from ..graph import build_graph, norm_short
 from ..layers import NORM_LAYERS
 from ..registry import GDN_DEFAULT_KERNEL, KINDS
 
-NORM_DEFAULTS = {"bn": {"eps": 1e-3}, "in": {"eps": 1e-3}, "gdn": {"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False}}
+NORM_DEFAULTS = {"bn": {"eps": 1e-3, "momentum": 0.99}, "in": {"eps": 1e-3},
+                 "gdn": {"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False}}
 
 
 def _norm_module(short: str, channels: int, args: dict) -> nn.Module:
@@ -27,6 +28,8 @@ def _norm_module(short: str, channels: int, args: dict) -> nn.Module:
     if short == "gdn":
         return NORM_LAYERS["gdn"](channels, kernel_size=opts["kernel"],
                                   trainable_exponents=opts["trainable_exponents"])
+    if short == "bn":       # Keras' momentum 0.99 is torch's 0.01
+        return NORM_LAYERS["bn"](channels, eps=opts["eps"], momentum=1.0 - opts["momentum"])
     return NORM_LAYERS[short](channels, eps=opts["eps"])
 
 
