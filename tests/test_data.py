@@ -5,7 +5,6 @@ import pickle
 import struct
 import tarfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

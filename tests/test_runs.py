@@ -19,14 +19,7 @@ from normscope.train import _repair_best, train
 DATA = "synthetic:train=200,test=60,size=12,classes=4"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads wait on each
-    other (5x slower under load); and every run of a module uses the same count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 YML = """\
 name: small

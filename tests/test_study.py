@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from normscope.cli import app
-from normscope.study import aggregate, collect, paired, parse_variants, write_comparison
+from normscope.study import aggregate, collect, paired, parse_variants
 
 
 def make_run(root, family, variant, seed, accuracy, auc, loss=1.0, stats_share=None, status="completed"):

@@ -24,7 +24,7 @@ from normscope import build_model, load_spec, summarize
 from normscope.cli import app
 from normscope.errors import NormscopeError, SpecError
 from normscope.runs import load_checkpoint, read_history
-from normscope.train import (KERAS_DEFAULTS, DeviceData, Splits, TrainingFailed, epoch_order, lr_factor,
+from normscope.train import (KERAS_DEFAULTS, DeviceData, Splits, epoch_order, lr_factor,
                              make_optimizer, param_groups, prepare_data, resolve_settings, train)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,14 +32,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 DATA = "synthetic:train=240,test=80,size=16"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads wait on each
-    other (5x slower under load); and every run of a module uses the same count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 RUN_FILES = ("description.yml", "config.json", "env.json", "metrics.csv", "last.pt", "best.pt",
              "results.json", "per_class.csv", "confusion_matrix.csv", "curves.png")
 
