@@ -227,3 +227,20 @@ def test_classifier_does_not_inherit_the_default_activation(tmp_path):
     assert (out < 0).any()                                                  # logits, not ReLU(logits)
     p = write(tmp_path, "  - flatten\n  - dense: {activation: tanh}\n")
     assert "its logits pass through it" in load_spec(p).warnings[0]
+
+
+def test_summary_and_variants_json():
+    import json
+
+    result = CliRunner().invoke(app, ["summary", "examples/vgg16.yml", "--norm", "in", "--reuse", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["total_params"] == data["trainable_params"] + data["non_trainable_params"] == 577_812
+    assert list(data["classifier_inputs"])[:3] == ["features", "in1.mean", "in1.var"]
+    assert sum(data["classifier_inputs"].values()) == 992
+    assert [layer["name"] for layer in data["layers"]][-2:] == ["reuse", "classifier"]
+    rows = json.loads(CliRunner().invoke(app, ["variants", "examples/perceptnet.yml", "--json"]).output)
+    assert [(r["variant"], r["classifier_input"]) for r in rows] == [
+        ("none", 128), ("bn", 128), ("bn_v2", 408), ("in", 128), ("in_v2", 408), ("gdn", 128), ("gdn_v2", 268)]
+    keras = CliRunner().invoke(app, ["summary", "examples/basenet.yml", "--keras"]).output
+    assert "conv1 (conv)" in keras and "(None, 28, 28, 6)" in keras and "Total params: 24,197" in keras

@@ -18,8 +18,9 @@ from .errors import NormscopeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.")
-console = Console()
-err_console = Console(stderr=True)
+# a pipe or a log file gets wide tables rather than rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def fail(message: str, code: int = 2):
@@ -94,7 +95,8 @@ def variants(file: Path = typer.Argument(..., help="model description (.yml)"),
         s = summarize(file, norm=norm, reuse=bool(v2), input_shape=parse_shape(input), classes=classes)
         rows.append({"variant": key, "name": s.name, "total_params": s.total_params,
                      "trainable_params": s.trainable_params, "non_trainable_params": s.non_trainable_params,
-                     "classifier_input": sum(s.classifier_inputs.values()), "composition": composition(s)})
+                     "classifier_input": sum(s.classifier_inputs.values()), "composition": composition(s),
+                     "short": _short_composition(s)})
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -103,8 +105,14 @@ def variants(file: Path = typer.Argument(..., help="model description (.yml)"),
         table.add_column(col, justify="right" if "param" in col or col in ("trainable", "non-trainable") else "left")
     for r in rows:
         table.add_row(r["variant"], r["name"], f"{r['total_params']:,}", f"{r['trainable_params']:,}",
-                      f"{r['non_trainable_params']:,}", r["composition"])
+                      f"{r['non_trainable_params']:,}", r["short"])
     console.print(table)
+
+
+def _short_composition(s) -> str:
+    feats = s.classifier_inputs.get("features", 0)
+    total = sum(s.classifier_inputs.values())
+    return str(total) if total == feats else f"{feats} + {total - feats} = {total}"
 
 
 @app.command()
