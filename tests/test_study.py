@@ -69,6 +69,9 @@ def test_compare_errors(tmp_path):
     assert parse_variants("none,bn_v2") == ["none", "bn_v2"]
     result = CliRunner().invoke(app, ["study", "examples/vgg16.yml", "--variants", "bn,xx", "--data", "synthetic"])
     assert result.exit_code == 2 and "unknown xx" in result.output
+    result = CliRunner().invoke(app, ["study", "examples/vgg16.yml", "--data", "bogus", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "Unknown data set 'bogus'" in result.output
+    assert not (tmp_path / "s").exists()
 
 
 def test_tiny_study_end_to_end_and_resume(tmp_path):

@@ -120,6 +120,9 @@ def run_study(description, *, variants=None, seeds: int = 3, data: str | None = 
         raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
     if seeds < 1 or parallel < 1:
         raise StudyError("--seeds and --parallel must be at least 1")
+    from .data import load_dataset
+
+    load_dataset(data, data_dir=data_dir)       # a missing or unknown data set fails before anything is written
     study_dir = Path(out) / f"{spec.family}-{_safe(data)}"
     plan = {"description": str(Path(description).resolve()), "family": spec.family, "data": data,
             "variants": variants, "seeds": list(range(seeds)), "epochs": epochs, "subset": subset,
