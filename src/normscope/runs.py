@@ -101,12 +101,16 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 # --------------------------------------------------------------------------- #
 
 
-def default_run_name(model_name: str, data: str, seed: int) -> str:
-    """``<model>-<data>-s<seed>-<YYYYmmdd-HHMMSS>`` with file-system-safe parts."""
+def safe_name(model_name: str, data: str) -> str:
+    """``<model>-<data>`` usable as a directory name (``npz:path/x.npz`` -> ``npz-x``)."""
     if data.startswith("npz:"):
         data = "npz-" + Path(data[4:]).stem
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model_name}-{data}").strip("-")
-    return f"{safe}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model_name}-{data}").strip("-")
+
+
+def default_run_name(model_name: str, data: str, seed: int) -> str:
+    """``<model>-<data>-s<seed>-<YYYYmmdd-HHMMSS>`` with file-system-safe parts."""
+    return f"{safe_name(model_name, data)}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:

@@ -123,7 +123,7 @@ def run_study(description, *, variants=None, seeds: int = 3, data: str | None = 
     from .data import load_dataset
 
     load_dataset(data, data_dir=data_dir)       # a missing or unknown data set fails before anything is written
-    study_dir = Path(out) / f"{spec.family}-{_safe(data)}"
+    study_dir = Path(out) / runs.safe_name(spec.family, data)
     plan = {"description": str(Path(description).resolve()), "family": spec.family, "data": data,
             "variants": variants, "seeds": list(range(seeds)), "epochs": epochs, "subset": subset,
             "test_subset": test_subset, "batch_size": batch_size, "lr": lr}
@@ -178,14 +178,6 @@ def run_study(description, *, variants=None, seeds: int = 3, data: str | None = 
         log(f"failed: {r['run_dir']}: {r.get('message', '')}")
     write_comparison(collect([study_dir]), study_dir)
     return study_dir
-
-
-def _safe(text: str) -> str:
-    import re
-
-    if text.startswith("npz:"):
-        text = "npz-" + Path(text[4:]).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
 # --- compare -----------------------------------------------------------------------------
