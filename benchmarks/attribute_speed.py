@@ -47,7 +47,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from normscope.analysis import attribute_run
-    from normscope.train import train
+    from normscope.train.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         data = (f"synthetic:train={max(args.baseline_samples, 1000) + 200},test={args.samples},"

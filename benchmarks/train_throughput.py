@@ -4,7 +4,7 @@ Both train the same model (a normscope description and variant) with the same ba
 size, optimizer (Adam, lr 1e-3), augmentation (random crop with 4 px padding,
 horizontal flip) and device, on the same random CIFAR-sized uint8 images:
 
-- normscope: ``normscope.train.train`` (data as uint8 on the device, augmentation on
+- normscope: ``normscope.train.loop.train`` (data as uint8 on the device, augmentation on
   the device; on CUDA bfloat16 autocast + channels_last, ``--compile`` optional);
   images/s of the training loop alone, from the epochs after the first.
 - plain: a torchvision-style Dataset of PIL images with ``transforms.Compose([RandomCrop,
@@ -44,7 +44,7 @@ def make_data(path: Path, n: int, size: int, channels: int, classes: int, seed: 
 
 
 def bench_normscope(desc: Path, npz: Path, args) -> dict:
-    from normscope.train import train
+    from normscope.train.loop import train
 
     rows = []
     t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def bench_data_only(npz: Path, args) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from normscope.train import DeviceData, Splits, epoch_order, to_input
+    from normscope.train.loop import DeviceData, Splits, epoch_order, to_input
 
     arrays = np.load(npz)
     x, y = arrays["x_train"], arrays["y_train"]
@@ -190,7 +190,7 @@ def main(argv=None) -> dict:
     p.add_argument("--only", choices=("normscope", "plain"), default=None)
     args = p.parse_args(argv)
 
-    from normscope.train import pick_device
+    from normscope.train.loop import pick_device
 
     dev = pick_device(args.device)
     args.device_resolved = str(dev)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import normscope
-from normscope.backends.draw import draw
+from normscope.report.draw import draw
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from normscope.reference import BEGIN, END, markdown
+from normscope.report.reference import BEGIN, END, markdown
 
 path = Path(__file__).resolve().parents[1] / "docs" / "dsl.md"
 text = path.read_text()

@@ -330,7 +330,7 @@ def test_build_units_of_the_study_model():
 
 @pytest.fixture(scope="module")
 def planted_runs(tmp_path_factory, tiny_yml):
-    from normscope.train import train
+    from normscope.train.loop import train
 
     root = tmp_path_factory.mktemp("runs")
     rng = np.random.default_rng(3)
@@ -390,7 +390,7 @@ def test_cli_attribute_user_errors(tmp_path, planted_runs):
 
 def test_attribute_run_python_api_as_the_study_calls_it(planted_runs, tmp_path):
     from normscope.analysis import attribute_run
-    from normscope.runs import load_run
+    from normscope.train.runs import load_run
 
     out = tmp_path / "elsewhere"
     r = attribute_run(planted_runs["in_v2"], samples=64, device="cpu", quiet=True, out=out,

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import normscope
-from normscope.backends.draw import draw, layout, tikz
-from normscope.backends.draw.layout import channels_cm
+from normscope.report.draw import draw, layout, tikz
+from normscope.report.draw.layout import channels_cm
 from normscope.cli import app
 from normscope.errors import NormscopeError
 

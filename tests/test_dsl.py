@@ -205,7 +205,7 @@ def test_cli_exits_2_without_traceback(tmp_path):
 def test_reference_docs_are_current():
     from pathlib import Path
 
-    from normscope.reference import markdown
+    from normscope.report.reference import markdown
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "dsl.md").read_text()
     assert markdown() in text, "docs/dsl.md is stale: run python scripts/gen_dsl_docs.py"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from normscope.layers import GDN, NORM_LAYERS, BatchNorm, InstanceNorm
+from normscope.model.layers import GDN, NORM_LAYERS, BatchNorm, InstanceNorm
 
 ATOL = 1e-5
 

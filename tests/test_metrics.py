@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from normscope.metrics import (
+from normscope.train.metrics import (
     KERAS_EPSILON,
     classification_metrics,
     keras_auc,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from normscope.metrics import classification_metrics
-from normscope.runs import (RunError, create_run_dir, load_checkpoint, load_run, read_history, save_checkpoint,
+from normscope.train.metrics import classification_metrics
+from normscope.train.runs import (RunError, create_run_dir, load_checkpoint, load_run, read_history, save_checkpoint,
                             write_history, write_json)
-from normscope.train import _repair_best, train
+from normscope.train.loop import _repair_best, train
 
 DATA = "synthetic:train=200,test=60,size=12,classes=4"
 

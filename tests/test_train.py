@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from normscope import build_model, load_spec, summarize
 from normscope.cli import app
 from normscope.errors import NormscopeError, SpecError
-from normscope.runs import load_checkpoint, read_history
-from normscope.train import (KERAS_DEFAULTS, DeviceData, Splits, epoch_order, lr_factor,
+from normscope.train.runs import load_checkpoint, read_history
+from normscope.train.loop import (KERAS_DEFAULTS, DeviceData, Splits, epoch_order, lr_factor,
                              make_optimizer, param_groups, prepare_data, resolve_settings, train)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,7 +296,7 @@ def test_gpu_code_path_on_cpu_bf16_autocast_channels_last(tmp_path):
 
 CHILD = """
 import sys, time
-from normscope.train import train
+from normscope.train.loop import train
 train(sys.argv[1], data=sys.argv[2], out=sys.argv[3], name="killed", progress="log",
       callbacks=[lambda row: time.sleep(0.5)])
 """

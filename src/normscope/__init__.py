@@ -1,11 +1,11 @@
 """normscope: one YAML model description -> PyTorch modules in every normalization and
 reuse variant, diagrams, summaries, training and attribution."""
 
-from .backends.summary import summarize
-from .backends.torch import NormscopeModel, build_model, count_params
-from .dsl import VARIANTS, ModelSpec, load_spec, variant_name
-from .errors import NormscopeError, SpecError
-from .graph import build_graph
+from normscope.report.summary import summarize
+from normscope.model.build import NormscopeModel, build_model, count_params
+from normscope.spec.dsl import VARIANTS, ModelSpec, load_spec, variant_name
+from normscope.errors import NormscopeError, SpecError
+from normscope.model.graph import build_graph
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """`python -m normscope`."""
 
-from .cli import main
+from normscope.cli import main
 
 main()

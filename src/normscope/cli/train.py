@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from .cli import app, console, fail, user_errors
-from .errors import NormscopeError
+from normscope.cli import app, console, fail, user_errors
+from normscope.errors import NormscopeError
 
 METRIC_LABELS = (("loss", "loss"), ("accuracy", "accuracy"), ("precision", "precision"),
                  ("recall", "recall"), ("auc", "AUC"), ("top5_accuracy", "top-5 accuracy"),
@@ -50,7 +50,7 @@ def train_cmd(
     progress: str = typer.Option("auto", "--progress", help="auto | bar | log | none"),
 ):
     """Train a model description; writes a run directory under --out."""
-    from .train import TrainingFailed, train
+    from normscope.train.loop import TrainingFailed, train
 
     if progress not in ("auto", "bar", "log", "none"):
         raise NormscopeError(f"--progress must be auto, bar, log or none, got {progress!r}")
@@ -89,8 +89,8 @@ def eval_cmd(
     """Re-compute a run's metrics from its best checkpoint (test split by default)."""
     from rich.table import Table
 
-    from .runs import RESULTS, read_json
-    from .train import SCALAR_METRICS, evaluate_run
+    from normscope.train.runs import RESULTS, read_json
+    from normscope.train.loop import SCALAR_METRICS, evaluate_run
 
     if split not in ("test", "val", "train"):
         raise NormscopeError(f"--split must be test, val or train, got {split!r}")
@@ -125,7 +125,7 @@ app.add_typer(data_app, name="data")
 def data_download(name: str = typer.Argument(..., help="cifar100"),
                   data_dir: Optional[Path] = DataDirOpt):
     """Download a data set (CIFAR-100) where the internet is reachable."""
-    from .data import default_data_dir, download_cifar100
+    from normscope.data import default_data_dir, download_cifar100
 
     key = name.lower().replace("_", "-")
     if key in ("cifar100", "cifar-100", "cifar100-coarse"):
@@ -147,7 +147,7 @@ def data_info(spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | n
               validation: float = typer.Option(0.1, "--validation", help="validation fraction"),
               as_json: bool = typer.Option(False, "--json")):
     """Sizes, image shape, classes and training statistics of a data set."""
-    from .train import prepare_data
+    from normscope.train.loop import prepare_data
 
     if not 0 <= validation < 1:
         raise NormscopeError("--validation must be in [0, 1)")

@@ -11,7 +11,7 @@ The test split is never touched before step 6. On CUDA the forward/backward pass
 under bfloat16 autocast with channels_last tensors, optionally ``torch.compile``d; on
 CPU everything is float32 and the same seed gives identical numbers.
 
-Python API: :func:`train` returns the run directory (see :mod:`normscope.runs`).
+Python API: :func:`train` returns the run directory (see :mod:`normscope.train.runs`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runs
-from .errors import NormscopeError, SpecError
+from normscope.train import runs
+from normscope.errors import NormscopeError, SpecError
 
 __all__ = ["train", "evaluate_run", "prepare_data", "to_input", "Splits", "TrainingFailed",
            "KERAS_DEFAULTS", "resolve_settings", "make_optimizer", "lr_factor", "pick_device"]
@@ -162,7 +162,7 @@ def prepare_data(data: str, data_dir=None, subset: int | None = None, test_subse
     Everything here depends on ``split_seed`` only (not on the training seed): runs with
     different seeds see the same training, validation and test images.
     """
-    from .data import channel_stats, load_dataset, split_validation, subset as take_subset
+    from normscope.data import channel_stats, load_dataset, split_validation, subset as take_subset
 
     ds = load_dataset(data, data_dir=data_dir, seed=split_seed)
     if subset is not None or test_subset is not None:
@@ -385,8 +385,8 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
 
 
 def test_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
-    """metrics.md's metrics of softmax(logits) (normscope.metrics)."""
-    from .metrics import classification_metrics
+    """metrics.md's metrics of softmax(logits) (normscope.train.metrics)."""
+    from normscope.train.metrics import classification_metrics
 
     probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
     return classification_metrics(probs, y.cpu().numpy())
@@ -494,7 +494,7 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
     if resume is not None:
         return _resume(Path(resume), epochs=epochs, device=device, data_dir=data_dir,
                        reporter=reporter, callbacks=callbacks)
-    from .dsl import load_spec
+    from normscope.spec.dsl import load_spec
 
     if description is None:
         raise NormscopeError("train needs a model description (or resume=RUN_DIR)")
@@ -558,7 +558,7 @@ def _resume(run_dir: Path, epochs, device, data_dir, reporter, callbacks) -> Pat
         config["train"]["epochs"] = int(epochs)
         import yaml
 
-        from .dsl import load_spec
+        from normscope.spec.dsl import load_spec
 
         doc = yaml.safe_load((run_dir / runs.DESCRIPTION).read_text())
         doc["train"]["epochs"] = int(epochs)
@@ -593,7 +593,7 @@ def _resume(run_dir: Path, epochs, device, data_dir, reporter, callbacks) -> Pat
 
 def _run(run_dir: Path, config: dict, splits: Splits, dev: torch.device, reporter: Reporter,
          callbacks, checkpoint: dict | None) -> Path:
-    from .backends.torch import build_model, count_params
+    from normscope.model.build import build_model, count_params
 
     t = config["train"]
     seed, epochs, bs = t["seed"], t["epochs"], t["batch_size"]

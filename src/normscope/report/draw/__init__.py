@@ -1,6 +1,6 @@
 """Diagrams of a model description: PlotNeuralNet-style LaTeX/TikZ (tex, pdf, png) and graphviz (dot, svg).
 
-    from normscope.backends.draw import draw
+    from normscope.report.draw import draw
     draw("examples/vgg16.yml", "out", norm="in", reuse=True)   # {"tex": Path, "pdf": Path, "png": Path}
 """
 
@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ...dsl import ModelSpec, load_spec
-from ...errors import NormscopeError
-from ...fileio import atomic_write
-from ...graph import build_graph
-from .layout import Layout, layout
-from .tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
+from normscope.spec.dsl import ModelSpec, load_spec
+from normscope.errors import NormscopeError
+from normscope.fileio import atomic_write
+from normscope.model.graph import build_graph
+from normscope.report.draw.layout import Layout, layout
+from normscope.report.draw.tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
 
 FORMATS = ("tex", "pdf", "png", "svg", "dot")
 DEFAULT_FORMATS = ("tex", "pdf", "png")
@@ -91,7 +91,7 @@ def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str
                 skipped = ".pdf and .png" if exc.tool == "pdflatex" else ".png"
                 notify(f"{exc}; no {skipped} written, {written['tex']} is (compile it with pdflatex)")
     if {"dot", "svg"} & set(wanted):
-        from .graphviz import render_svg, to_dot
+        from normscope.report.draw.graphviz import render_svg, to_dot
 
         dot = to_dot(g, abbreviations=opts["abbreviations"], title=opts["title"])
         if "dot" in wanted:

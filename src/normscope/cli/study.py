@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from .cli import app, console, user_errors
-from .errors import NormscopeError
+from normscope.cli import app, console, user_errors
+from normscope.errors import NormscopeError
 
 
 @app.command()
@@ -30,7 +30,7 @@ def study(file: Path = typer.Argument(..., help="model description (.yml); its s
           attribute: bool = typer.Option(True, "--attribute/--no-attribute", help="attribute every reuse run"),
           samples: int = typer.Option(1000, "--samples", help="test images per attribution")):
     """Train every variant × seed (resuming an interrupted study), attribute, compare."""
-    from .study import run_study
+    from normscope.study import run_study
 
     if gpu:
         device = "cuda"
@@ -50,7 +50,7 @@ def compare(paths: list[Path] = typer.Argument(..., help="a study directory, or 
             out: Optional[Path] = typer.Option(None, "--out", help="where to write the table and chart "
                                                "(default: the study directory, or ./comparison)")):
     """A table like the thesis' (mean ± std over seeds), a paired plain-vs-v2 view, a bar chart."""
-    from .study import STUDY, collect, paired_markdown, table_markdown, write_comparison
+    from normscope.study import STUDY, collect, paired_markdown, table_markdown, write_comparison
 
     if reference not in (None, "thesis"):
         raise NormscopeError(f"--reference takes `thesis`, got {reference!r}")

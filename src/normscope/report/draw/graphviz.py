@@ -8,9 +8,9 @@ import subprocess
 import graphviz
 import networkx as nx
 
-from ...errors import NormscopeError
-from .layout import NORM_NAMES, NORM_STYLE, _label, _style
-from .tikz import ToolMissing
+from normscope.errors import NormscopeError
+from normscope.report.draw.layout import NORM_NAMES, NORM_STYLE, _label, _style
+from normscope.report.draw.tikz import ToolMissing
 
 COLOURS = {"input": "#c4cdde", "conv": "#ffe296", "convact": "#ffe296", "pool": "#de5c4e",
            "dropout": "#d6d6d6", "flatten": "#baa0d6", "dense": "#96bee8", "pred": "#547ec8",

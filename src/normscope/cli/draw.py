@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .cli import ClassesOpt, InputOpt, NormOpt, ReuseOpt, app, console, err_console, parse_shape, user_errors
+from normscope.cli import ClassesOpt, InputOpt, NormOpt, ReuseOpt, app, console, err_console, parse_shape, user_errors
 
 
 @app.command()
@@ -26,7 +26,7 @@ def draw(file: Path = typer.Argument(..., help="model description (.yml)"),
          scale: Optional[float] = typer.Option(None, "--scale", help="scale the geometry (text keeps its size)"),
          dpi: int = typer.Option(150, "--dpi", min=30, max=1200, help="resolution of the PNG")):
     """Draw the model: a PlotNeuralNet-style LaTeX/TikZ diagram (tex, pdf, png) or a graphviz graph (dot, svg)."""
-    from .backends.draw import draw as draw_model
+    from normscope.report.draw import draw as draw_model
 
     written = draw_model(file, out, format, norm=norm, reuse=reuse, input_shape=parse_shape(input),
                          classes=classes, abbreviations=abbreviations, legend=legend, title=title, scale=scale,

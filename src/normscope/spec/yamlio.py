@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import SpecError
+from normscope.errors import SpecError
 
 
 class LDict(dict):

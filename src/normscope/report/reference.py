@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .dsl import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS
-from .registry import COMMON_KEYS, KINDS, REQUIRED, Arg
+from normscope.spec.dsl import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS
+from normscope.model.registry import COMMON_KEYS, KINDS, REQUIRED, Arg
 
 BEGIN = "<!-- BEGIN GENERATED: python scripts/gen_dsl_docs.py -->"
 END = "<!-- END GENERATED -->"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import jinja2
 
-from ...errors import NormscopeError
-from .layout import NORM_NAMES, STYLE_NAMES, ZX, ZY, Layout
+from normscope.errors import NormscopeError
+from normscope.report.draw.layout import NORM_NAMES, STYLE_NAMES, ZX, ZY, Layout
 
 TEMPLATES = files("normscope") / "templates" / "plotneuralnet"
 TEX_PACKAGES = "texlive-latex-base texlive-pictures texlive-latex-extra poppler-utils"

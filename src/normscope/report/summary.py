@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..dsl import load_spec
-from ..graph import build_graph
-from .torch import NormscopeModel, apply_freeze, count_params
+from normscope.spec.dsl import load_spec
+from normscope.model.graph import build_graph
+from normscope.model.build import NormscopeModel, apply_freeze, count_params
 
 
 @dataclass

@@ -14,10 +14,10 @@ import networkx as nx
 import torch
 from torch import nn
 
-from ..dsl import ModelSpec, load_spec
-from ..graph import build_graph, norm_short
-from ..layers import NORM_LAYERS
-from ..registry import GDN_DEFAULT_KERNEL, KINDS
+from normscope.spec.dsl import ModelSpec, load_spec
+from normscope.model.graph import build_graph, norm_short
+from normscope.model.layers import NORM_LAYERS
+from normscope.model.registry import GDN_DEFAULT_KERNEL, KINDS
 
 NORM_DEFAULTS = {"bn": {"eps": 1e-3, "momentum": 0.99}, "in": {"eps": 1e-3},
                  "gdn": {"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False}}
@@ -138,7 +138,7 @@ def build_model(source, norm: str | None = None, reuse: bool | None = None,
     graph = build_graph(spec)
     model = NormscopeModel(graph, spec)
     if freeze and spec.train.get("freeze"):
-        from ..errors import SpecError
+        from normscope.errors import SpecError
         frozen = apply_freeze(model, spec.train["freeze"])
         for pattern in spec.train["freeze"]:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in frozen):

@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from .cli import app, console, user_errors  # noqa: F401
-from .errors import NormscopeError
+from normscope.cli import app, console, user_errors  # noqa: F401
+from normscope.errors import NormscopeError
 
 
 @app.command("attribute")
@@ -43,7 +43,7 @@ def attribute_cmd(
     Integrated Gradients, the exact logit decomposition, permutation and ablation per group
     of the classifier input. Writes attribution.json and attribution.png (and with
     --by-class attribution_per_class.csv) to the run directory."""
-    from . import analysis as A
+    from normscope import analysis as A
 
     if split not in ("test", "val", "train"):
         raise NormscopeError(f"--split must be test, val or train, got {split!r}")

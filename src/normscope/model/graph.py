@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .dsl import ModelSpec, load_spec
-from .errors import SpecError
-from .registry import KINDS, NORM_NAMES, ShapeError, fmt_shape
+from normscope.spec.dsl import ModelSpec, load_spec
+from normscope.errors import SpecError
+from normscope.model.registry import KINDS, NORM_NAMES, ShapeError, fmt_shape
 
 NORM_KINDS = {long: short for short, long in NORM_NAMES.items()}   # batchnorm -> bn
 STAT_SUFFIXES = {"bn": ("mean", "var"), "in": ("mean", "var"), "gdn": ("denominator",)}

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import NormscopeError
+from normscope.errors import NormscopeError
 
 try:  # zlib errors surface while reading a corrupt .gz
     from zlib import error as zlibError

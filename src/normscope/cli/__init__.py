@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .errors import NormscopeError
+from normscope.errors import NormscopeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.")
@@ -67,7 +67,7 @@ def summary(file: Path = typer.Argument(..., help="model description (.yml)"),
             as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
             keras: bool = typer.Option(False, "--keras", help="print in the layout of Keras' model.summary()")):
     """Layers, output shapes and parameter counts (Keras convention), and the classifier input."""
-    from .backends.summary import render_keras, render_rich, summarize
+    from normscope.report.summary import render_keras, render_rich, summarize
 
     s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
     if as_json:
@@ -86,8 +86,8 @@ def variants(file: Path = typer.Argument(..., help="model description (.yml)"),
     """The seven normalization variants of a description, with their sizes."""
     from rich.table import Table
 
-    from .backends.summary import composition, summarize
-    from .dsl import VARIANTS
+    from normscope.report.summary import composition, summarize
+    from normscope.spec.dsl import VARIANTS
 
     rows = []
     for key in VARIANTS:
@@ -119,7 +119,7 @@ def _short_composition(s) -> str:
 @user_errors
 def check(files: list[Path] = typer.Argument(..., help="model descriptions to validate")):
     """Validate descriptions (every variant); exit 2 at the first error."""
-    from .backends.summary import summarize
+    from normscope.report.summary import summarize
 
     for f in files:
         s = summarize(f)
@@ -131,7 +131,7 @@ def main():
 
 
 # Commands of the other parts of the package register themselves here.
-from . import cli_draw, cli_train, cli_analysis, cli_study  # noqa: E402,F401
+from normscope.cli import draw, train, analysis, study  # noqa: E402,F401
 
 if __name__ == "__main__":
     # `python -m normscope.cli`: the commands registered on the imported module's app

@@ -1,8 +1,8 @@
 """Normalization layers. Each forward returns (output, [(suffix, (B, C) statistic), ...])."""
 
-from .batchnorm import BatchNorm
-from .gdn import GDN
-from .instancenorm import InstanceNorm
+from normscope.model.layers.batchnorm import BatchNorm
+from normscope.model.layers.gdn import GDN
+from normscope.model.layers.instancenorm import InstanceNorm
 
 NORM_LAYERS = {"bn": BatchNorm, "in": InstanceNorm, "gdn": GDN}
 

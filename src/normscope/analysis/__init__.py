@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import NormscopeError
-from .fileio import atomic_write, write_json
+from normscope.errors import NormscopeError
+from normscope.fileio import atomic_write, write_json
 
 __all__ = ["METHODS", "BASELINES", "TARGETS", "attribute", "attribute_run", "run_inputs", "report",
            "classifier_inputs", "parse_methods",
@@ -621,8 +621,8 @@ def _sample_indices(n: int, samples: int | None, seed: int) -> np.ndarray:
 
 def run_inputs(run, split: str, samples: int | None = None, seed: int = 0, device=None):
     """``(x, y, indices)``: ``samples`` images of a run's split (seeded subset; None/0 =
-    all), preprocessed exactly as the trainer's input (``normscope.train.to_input``)."""
-    from .train import to_input
+    all), preprocessed exactly as the trainer's input (``normscope.train.loop.to_input``)."""
+    from normscope.train.loop import to_input
 
     s = run.splits()
     if split not in s.x:
@@ -641,15 +641,15 @@ def attribute_run(run, split: str = "test", samples: int | None = 1000, baseline
                   seed: int = 0, device=None, checkpoint: str = "best", data_dir=None, write: bool = True,
                   out=None, by_class: bool = False, quiet: bool = True, console=None, **kwargs) -> dict[str, Any]:
     """:func:`attribute` on a run: ``run`` is a run directory or a loaded
-    ``normscope.runs.Run``. Uses its model (the ``checkpoint``), ``samples`` images of
+    ``normscope.train.runs.Run``. Uses its model (the ``checkpoint``), ``samples`` images of
     ``split`` (seeded subset; None/0 = all) and, as the baseline / ablation value, the mean
     classifier input over ``baseline_samples`` training images. With ``write`` it writes
     attribution.json and attribution.png (and attribution_per_class.csv with ``by_class``)
     to ``out`` (default: the run directory); ``result["files"]`` lists them. Unless
     ``quiet`` it prints the table to ``console``. Other keyword arguments go to
     :func:`attribute` (target, methods, baseline, n_steps, repeats, batch_size)."""
-    from .runs import Run, load_run
-    from .train import pick_device
+    from normscope.train.runs import Run, load_run
+    from normscope.train.loop import pick_device
 
     if not isinstance(run, Run):
         dev = pick_device(device if device is not None else "auto")

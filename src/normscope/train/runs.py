@@ -38,8 +38,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import NormscopeError
-from .fileio import atomic_write, write_json  # noqa: F401  (write_json: part of this API)
+from normscope.errors import NormscopeError
+from normscope.fileio import atomic_write, write_json  # noqa: F401  (write_json: part of this API)
 
 DESCRIPTION = "description.yml"
 CONFIG = "config.json"
@@ -159,7 +159,7 @@ def environment(device=None) -> dict:
     import numpy
     import torch
 
-    from . import __version__
+    from normscope import __version__
 
     env: dict[str, Any] = {
         "normscope": __version__,
@@ -297,7 +297,7 @@ class Run:
     """
 
     def __init__(self, path: Path, device="cpu", checkpoint: str = "best", data_dir=None):
-        from .dsl import load_spec
+        from normscope.spec.dsl import load_spec
 
         self.path = Path(path)
         self.device = device
@@ -325,7 +325,7 @@ class Run:
 
     def build_model(self):
         """A fresh (untrained) model of this run, on CPU, in train mode."""
-        from .backends.torch import build_model
+        from normscope.model.build import build_model
 
         return build_model(self.path / DESCRIPTION)
 
@@ -355,7 +355,7 @@ class Run:
     def splits(self):
         """The run's data (uint8 images, labels, statistics) re-loaded exactly as in training."""
         if self._splits is None:
-            from .train import prepare_data
+            from normscope.train.loop import prepare_data
 
             c = self.config
             self._splits = prepare_data(c["data"], data_dir=self.data_dir or c.get("data_dir"),
@@ -375,7 +375,7 @@ class Run:
         trainer's input (without augmentation)."""
         import torch
 
-        from .train import to_input
+        from normscope.train.loop import to_input
 
         s = self.splits()
         if which not in s.x:

@@ -20,10 +20,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from . import runs
-from .dsl import VARIANTS, load_spec, variant_name
-from .errors import NormscopeError
-from .fileio import atomic_write
+from normscope.train import runs
+from normscope.spec.dsl import VARIANTS, load_spec, variant_name
+from normscope.errors import NormscopeError
+from normscope.fileio import atomic_write
 
 STUDY = "study.json"
 METRICS = ("loss", "precision", "recall", "auc", "accuracy", "top5_accuracy", "macro_f1")
@@ -80,7 +80,7 @@ def _train_one(job: dict) -> dict:
     """One (variant, seed): train or resume, then attribute reuse runs. Runs in a worker."""
     import torch
 
-    from .train import TrainingFailed, train
+    from normscope.train.loop import TrainingFailed, train
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
@@ -100,7 +100,7 @@ def _train_one(job: dict) -> dict:
     except TrainingFailed as exc:
         return {"run_dir": str(run_dir), "status": "failed", "message": str(exc)}
     if job["attribute"] and _split_variant(job["variant"])[1] and not (run_dir / "attribution.json").is_file():
-        from .analysis import attribute_run
+        from normscope.analysis import attribute_run
 
         attribute_run(run_dir, samples=job["attribute_samples"], device=job["device"], quiet=True)
     return {"run_dir": str(run_dir), "status": "completed"}
@@ -120,7 +120,7 @@ def run_study(description, *, variants=None, seeds: int = 3, data: str | None = 
         raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
     if seeds < 1 or parallel < 1:
         raise StudyError("--seeds and --parallel must be at least 1")
-    from .data import load_dataset
+    from normscope.data import load_dataset
 
     load_dataset(data, data_dir=data_dir)       # a missing or unknown data set fails before anything is written
     study_dir = Path(out) / runs.safe_name(spec.family, data)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from .errors import SpecError
-from .registry import COMMON_KEYS, KINDS, NORM_CHOICES, NORM_NAMES, REQUIRED, Arg
-from .yamlio import LDict, LList, load_yaml, plain
+from normscope.errors import SpecError
+from normscope.model.registry import COMMON_KEYS, KINDS, NORM_CHOICES, NORM_NAMES, REQUIRED, Arg
+from normscope.spec.yamlio import LDict, LList, load_yaml, plain
 
 VARIANTS = ("none", "bn", "bn_v2", "in", "in_v2", "gdn", "gdn_v2")
 

@@ -1,0 +1,1 @@
+"""Layer kinds, the graph, and the build to torch."""

@@ -1,0 +1,1 @@
+"""Summaries and diagrams: data first, rendering second."""

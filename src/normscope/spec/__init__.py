@@ -1,0 +1,1 @@
+"""The model language: YAML with line numbers, schema, expansion."""

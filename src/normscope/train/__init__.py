@@ -1,0 +1,1 @@
+"""Training: settings, the loop, evaluation, metrics and run directories."""
