@@ -126,7 +126,7 @@ def test_extends_variants_vars_and_overrides(tmp_path):
     assert load_spec(child, reuse=False).layers[1].args["kernel"] is None
     assert load_spec(child, norm="in").name == "toy_in_v2"
     g = build_graph(spec)
-    assert [x["name"] for x in g.graph["classifier_groups"]] == ["features", "gdn1.denominator"]
+    assert [x.name for x in g.graph["classifier"]] == ["features", "gdn1.denominator"]
     assert [(u, v) for u, v, k in g.edges(data="kind") if k == "tap"] == [("gdn1", "reuse")]
 
 

@@ -3,7 +3,8 @@ reuse variant, diagrams, summaries, training and attribution."""
 
 from normscope.report.summary import summarize
 from normscope.model.build import NormscopeModel, build_model, count_params
-from normscope.spec.dsl import VARIANTS, ModelSpec, load_spec, variant_name
+from normscope.norms import VARIANTS, variant_name
+from normscope.spec import ModelSpec, load_spec
 from normscope.errors import NormscopeError, SpecError
 from normscope.model.graph import build_graph
 

@@ -9,11 +9,10 @@ from typing import Optional
 
 import typer
 
-from normscope.cli import app, console, user_errors  # noqa: F401
+from normscope.cli.common import console, user_errors  # noqa: F401
 from normscope.errors import NormscopeError
 
 
-@app.command("attribute")
 @user_errors
 def attribute_cmd(
     run_dir: Path = typer.Argument(..., help="a run directory (normscope train)"),
@@ -68,3 +67,7 @@ def attribute_cmd(
         sys.stdout.write(json.dumps(A._jsonable(doc), indent=2) + "\n")
         return
     A.report(result, console)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attribute")(attribute_cmd)

@@ -7,10 +7,9 @@ from typing import Optional
 
 import typer
 
-from normscope.cli import ClassesOpt, InputOpt, NormOpt, ReuseOpt, app, console, err_console, parse_shape, user_errors
+from normscope.cli.common import ClassesOpt, InputOpt, NormOpt, ReuseOpt, console, err_console, parse_shape, user_errors
 
 
-@app.command()
 @user_errors
 def draw(file: Path = typer.Argument(..., help="model description (.yml)"),
          norm: Optional[str] = NormOpt, reuse: Optional[bool] = ReuseOpt,
@@ -34,3 +33,7 @@ def draw(file: Path = typer.Argument(..., help="model description (.yml)"),
                                                                      soft_wrap=True))
     for fmt, path in written.items():
         console.print(f"[green]wrote[/] {path}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(draw)

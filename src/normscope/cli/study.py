@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from normscope.cli import app, console, user_errors
+from normscope.cli.common import console, user_errors
 from normscope.errors import NormscopeError
 
 
-@app.command()
 @user_errors
 def study(file: Path = typer.Argument(..., help="model description (.yml); its seven variants are trained"),
           variants: str = typer.Option("all", "--variants", help="all, or a list such as none,bn,bn_v2"),
@@ -42,7 +41,6 @@ def study(file: Path = typer.Argument(..., help="model description (.yml); its s
     typer.echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
 
 
-@app.command()
 @user_errors
 def compare(paths: list[Path] = typer.Argument(..., help="a study directory, or run directories"),
             reference: Optional[str] = typer.Option(None, "--reference", help="`thesis`: the thesis' numbers "
@@ -65,3 +63,8 @@ def compare(paths: list[Path] = typer.Argument(..., help="a study directory, or 
     typer.echo(table_markdown(summary["aggregate"], reference))
     typer.echo(paired_markdown(summary["paired"]))
     typer.echo(f"wrote {out}/table.md, table.csv, paired.md, chart.png, comparison.json")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(study)
+    app.command()(compare)

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from normscope.cli import app, console, fail, user_errors
+from normscope.cli.common import console, fail, user_errors
 from normscope.errors import NormscopeError
 
 METRIC_LABELS = (("loss", "loss"), ("accuracy", "accuracy"), ("precision", "precision"),
@@ -23,7 +23,6 @@ DataDirOpt = typer.Option(None, "--data-dir", help="where the data files are (de
                                                    "or $NORMSCOPE_DATA; Fashion-MNIST also /usr/share/datasets)")
 
 
-@app.command("train")
 @user_errors
 def train_cmd(
     file: Optional[Path] = typer.Argument(None, help="model description (.yml); omit with --resume"),
@@ -76,7 +75,6 @@ def train_cmd(
         fail(f"training failed: {exc}", 1)
 
 
-@app.command("eval")
 @user_errors
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="a run directory"),
@@ -117,7 +115,6 @@ def eval_cmd(
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: download, inspect.")
-app.add_typer(data_app, name="data")
 
 
 @data_app.command("download")
@@ -165,3 +162,9 @@ def data_info(spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | n
                   f"  train {info['train']:,}  val {info['val']:,}  test {info['test']:,}\n"
                   f"  training mean {info['mean']}  std {info['std']} (on [0, 1])\n"
                   f"  classes: {names}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)
+    app.add_typer(data_app, name="data")

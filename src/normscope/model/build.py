@@ -14,7 +14,7 @@ import networkx as nx
 import torch
 from torch import nn
 
-from normscope.spec.dsl import ModelSpec, load_spec
+from normscope.spec import ModelSpec, load_spec
 from normscope.model.graph import build_graph, norm_short
 from normscope.model.layers import NORM_LAYERS
 from normscope.model.registry import GDN_DEFAULT_KERNEL, KINDS
@@ -36,7 +36,8 @@ def _norm_module(short: str, channels: int, args: dict) -> nn.Module:
 class NormscopeModel(nn.Module):
     """A compiled model description.
 
-    Attributes: `classifier_groups` (ordered group name -> slice of the classifier input),
+    Attributes: `classifier_input` (the typed classifier groups: name, source layer,
+    statistic, slice), `classifier_groups` (ordered group name -> slice of the classifier input),
     `graph` (the networkx DAG it was built from), `spec` (the ModelSpec).
     """
 
@@ -67,12 +68,9 @@ class NormscopeModel(nn.Module):
             plan.append((name, op, tuple(node["inputs"]), bool(node.get("tapped")),
                          name in self.layers))
         self._plan = plan
-        groups, start = OrderedDict(), 0
-        for group in graph.graph["classifier_groups"]:
-            groups[group["name"]] = slice(start, start + group["size"])
-            start += group["size"]
-        self.classifier_groups = groups
-        self.classifier_input_size = start
+        self.classifier_input = graph.graph["classifier"]
+        self.classifier_groups = self.classifier_input.slices()
+        self.classifier_input_size = self.classifier_input.size
 
     @property
     def classifier(self) -> nn.Linear:

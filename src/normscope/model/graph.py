@@ -2,28 +2,29 @@
 
 Every backend reads the same facts from here:
 - node attributes: kind, args, shape (output, no batch axis), in_shapes, inputs (ordered),
-  role (input | layer | norm | reuse | classifier | aux), slot, tapped, stats, caption,
+  role (input | layer | norm | reuse | classifier | aux), slot, tapped, caption,
   abbrev, file, line;
 - edges: kind "data" (with `order`) or "tap" (a norm layer's statistics into the reuse node);
 - graph attributes: name, family, norm, reuse, input_shape, classes, order (topological),
-  output, aux [(name, weight)], classifier_groups [{name, size, source, stat}].
+  output, aux [(name, weight)], classifier (a ClassifierInput: the typed classifier groups).
 """
 
 from __future__ import annotations
 
 import networkx as nx
 
-from normscope.spec.dsl import ModelSpec, load_spec
+from normscope.spec import ModelSpec, load_spec
 from normscope.errors import SpecError
-from normscope.model.registry import KINDS, NORM_NAMES, ShapeError, fmt_shape
+from normscope import norms
+from normscope.model.groups import ClassifierInput
+from normscope.model.registry import KINDS, ShapeError, fmt_shape
 
-NORM_KINDS = {long: short for short, long in NORM_NAMES.items()}   # batchnorm -> bn
-STAT_SUFFIXES = {"bn": ("mean", "var"), "in": ("mean", "var"), "gdn": ("denominator",)}
 REUSE_NODE = "reuse"
 
 
 def norm_short(kind: str) -> str | None:
-    return NORM_KINDS.get(kind)
+    norm = norms.norm_of_kind(kind)
+    return norm.short if norm else None
 
 
 def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
@@ -38,7 +39,7 @@ def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
                    input_shape=tuple(spec.input_shape), classes=spec.classes,
                    file=str(spec.file) if spec.file else None)
     g.add_node("input", kind="input", role="input", args={}, inputs=[], shape=tuple(spec.input_shape),
-               in_shapes=[], caption=None, abbrev="input", slot=False, tapped=False, stats=[],
+               in_shapes=[], caption=None, abbrev="input", slot=False, tapped=False,
                file=None, line=None)
     index = {"input": 0}
     for i, layer in enumerate(spec.layers, start=1):
@@ -48,7 +49,7 @@ def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
         if layer.aux is not None:
             role = "aux"
         g.add_node(layer.name, kind=layer.kind, role=role, args=dict(layer.args), inputs=list(layer.inputs),
-                   slot=layer.slot, tapped=False, stats=[], caption=layer.caption, aux=layer.aux,
+                   slot=layer.slot, tapped=False, caption=layer.caption, aux=layer.aux,
                    abbrev=short or KINDS[layer.kind].abbrev, file=str(layer.file) if layer.file else None,
                    line=layer.line)
         for order, src in enumerate(layer.inputs):
@@ -76,36 +77,42 @@ def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
     _infer_shapes(g, order, spec)
     features = g.nodes[output]["in_shapes"][0]
     feature_src = g.nodes[output]["inputs"][0]
-    groups = [{"name": "features", "size": features[0], "source": feature_src, "stat": None}]
     taps = [n for n in order if g.nodes[n]["slot"]] if spec.reuse else []
-    if taps:
+    if taps and len(features) != 1:
         clf = g.nodes[output]
-        if len(features) != 1:
-            raise SpecError(f"reuse needs a flat classifier input, got {fmt_shape(features)}",
-                            file=clf["file"], line=clf["line"], layer=output)
-        for name in taps:
-            node = g.nodes[name]
-            short = norm_short(node["kind"])
-            channels = node["shape"][0]
-            node["tapped"] = True
-            node["stats"] = [(f"{name}.{suffix}", channels) for suffix in STAT_SUFFIXES[short]]
-            groups += [{"name": gname, "size": size, "source": name, "stat": gname.split(".")[-1]}
-                       for gname, size in node["stats"]]
-        total = sum(grp["size"] for grp in groups)
-        g.remove_edge(feature_src, output)
-        g.add_node(REUSE_NODE, kind="reuse", role="reuse", args={}, inputs=[feature_src],
-                   shape=(total,), in_shapes=[features], slot=False, tapped=False, stats=[],
-                   caption=None, abbrev="concat", file=clf["file"], line=clf["line"])
-        g.add_edge(feature_src, REUSE_NODE, kind="data", order=0)
-        for name in taps:
-            g.add_edge(name, REUSE_NODE, kind="tap")
-        g.add_edge(REUSE_NODE, output, kind="data", order=0)
-        clf["inputs"] = [REUSE_NODE]
-        clf["in_shapes"] = [(total,)]
-        order.insert(order.index(output), REUSE_NODE)
-    g.graph.update(order=order, output=output, classifier_groups=groups,
+        raise SpecError(f"reuse needs a flat classifier input, got {fmt_shape(features)}",
+                        file=clf["file"], line=clf["line"], layer=output)
+    classifier = ClassifierInput.build(feature_src, features[0] if len(features) == 1 else 0,
+                                       [(n, norm_short(g.nodes[n]["kind"]), _stat_size(g.nodes[n])) for n in taps])
+    for name in taps:
+        g.nodes[name]["tapped"] = True
+    if taps:
+        _insert_reuse_node(g, order, output, feature_src, features, classifier.size, taps)
+    g.graph.update(order=order, output=output, classifier=classifier,
                    aux=[(n, g.nodes[n]["aux"]) for n in order if g.nodes[n]["role"] == "aux"])
     return g
+
+
+def _stat_size(node: dict) -> int:
+    norm = norms.norm_of_kind(node["kind"])
+    return norm.stat_size(node["shape"][0], norm.options(node["args"]))
+
+
+def _insert_reuse_node(g: nx.DiGraph, order: list[str], output: str, feature_src: str, features: tuple,
+                       total: int, taps: list[str]) -> None:
+    """The concatenation of features and statistics, between the features and the classifier."""
+    clf = g.nodes[output]
+    g.remove_edge(feature_src, output)
+    g.add_node(REUSE_NODE, kind="reuse", role="reuse", args={}, inputs=[feature_src],
+               shape=(total,), in_shapes=[features], slot=False, tapped=False,
+               caption=None, abbrev="concat", file=clf["file"], line=clf["line"])
+    g.add_edge(feature_src, REUSE_NODE, kind="data", order=0)
+    for name in taps:
+        g.add_edge(name, REUSE_NODE, kind="tap")
+    g.add_edge(REUSE_NODE, output, kind="data", order=0)
+    clf["inputs"] = [REUSE_NODE]
+    clf["in_shapes"] = [(total,)]
+    order.insert(order.index(output), REUSE_NODE)
 
 
 def _infer_shapes(g: nx.DiGraph, order: list[str], spec: ModelSpec):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from normscope.spec.dsl import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS
-from normscope.model.registry import COMMON_KEYS, KINDS, REQUIRED, Arg
+from normscope.spec import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS
+from normscope.keys import REQUIRED, Arg
+from normscope.spec.kinds import COMMON_KEYS, KINDS
 
 BEGIN = "<!-- BEGIN GENERATED: python scripts/gen_dsl_docs.py -->"
 END = "<!-- END GENERATED -->"

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from normscope.spec.dsl import load_spec
+from normscope.spec import load_spec
 from normscope.model.graph import build_graph
 from normscope.model.build import NormscopeModel, apply_freeze, count_params
 
@@ -64,9 +64,9 @@ def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> 
         rows.append(LayerRow(name=name, kind=node["kind"], inputs=list(node["inputs"]),
                              output_shape=list(node["shape"]), trainable=trainable,
                              non_trainable=non_trainable, role=node["role"],
-                             reused=[g for g, _ in node["stats"]]))
+                             reused=[grp.name for grp in graph.graph["classifier"].of_layer(name)]))
     trainable, non_trainable = count_params(model)
-    groups = {g["name"]: g["size"] for g in graph.graph["classifier_groups"]}
+    groups = graph.graph["classifier"].sizes()
     return Summary(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
                    input_shape=list(spec.input_shape), classes=spec.classes, layers=rows,
                    classifier_inputs=groups, trainable_params=trainable,

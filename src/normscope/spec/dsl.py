@@ -15,10 +15,12 @@ from pathlib import Path
 
 
 from normscope.errors import SpecError
-from normscope.model.registry import COMMON_KEYS, KINDS, NORM_CHOICES, NORM_NAMES, REQUIRED, Arg
+from normscope import norms
+from normscope.keys import REQUIRED, Arg
+from normscope.norms import ALL_VARIANTS, NORM_CHOICES, VARIANTS, variant_key, variant_name
+from normscope.spec.kinds import COMMON_KEYS, KINDS
 from normscope.spec.yamlio import LDict, LList, load_yaml, plain
 
-VARIANTS = ("none", "bn", "bn_v2", "in", "in_v2", "gdn", "gdn_v2")
 
 TOP_KEYS = {
     "name": "model name (default: the file name)",
@@ -27,7 +29,7 @@ TOP_KEYS = {
     "extends": "path of a description this one overrides (relative to this file)",
     "input": "input shape [C, H, W], or `auto` to take it from the data",
     "classes": "number of classes, or `auto` to take it from the data",
-    "norm": "what every `norm` slot becomes: none | bn | in | gdn",
+    "norm": "what every `norm` slot becomes: " + " | ".join(NORM_CHOICES),
     "norm_options": "per-kind defaults for norm slots, e.g. {gdn: {kernel: 3}}",
     "reuse": "concatenate every norm slot's statistics to the classifier input",
     "defaults": "default keys for layers: {activation: relu, padding: same} or {conv: {...}}",
@@ -113,15 +115,6 @@ class ModelSpec:
     @property
     def variant(self) -> str:
         return variant_key(self.norm, self.reuse)
-
-
-def variant_key(norm: str, reuse: bool) -> str:
-    return norm + ("_v2" if reuse and norm != "none" else "")
-
-
-def variant_name(family: str, norm: str, reuse: bool) -> str:
-    key = variant_key(norm, reuse)
-    return family if key == "none" else f"{family}_{key}"
 
 
 def _suggest(word: str, options) -> str:
@@ -493,9 +486,8 @@ class _Expander:
         kind_defaults.update(self.defaults.get(kind, {}))
         if slot:
             kind_defaults.update(self.norm_options.get(norm, {}))
-        elif kind in NORM_NAMES.values():
-            short = [k for k, v in NORM_NAMES.items() if v == kind][0]
-            kind_defaults.update(self.norm_options.get(short, {}))
+        elif norms.norm_of_kind(kind):
+            kind_defaults.update(self.norm_options.get(norms.norm_of_kind(kind).short, {}))
         for key, arg in spec.args.items():
             lw = dict(where, line=_line(args, key) or line)
             if key in args:
@@ -519,7 +511,7 @@ class _Expander:
         caption = args.get("caption")
         if caption is not None and not isinstance(caption, (str, int, float)):
             raise SpecError("`caption` must be text", **where)
-        resolved_kind = NORM_NAMES[norm] if slot else kind
+        resolved_kind = norms.NORMS[norm].long if slot else kind
         self.layers.append(LayerSpec(name=name, kind=resolved_kind, args=values, inputs=list(inputs),
                                      file=file, line=line, caption=None if caption is None else str(caption),
                                      aux=None if aux is None else float(aux), slot=slot,
@@ -555,10 +547,11 @@ def _norm_options(doc) -> dict:
     raw = doc.get("norm_options") or {}
     file, line = doc.key_files.get("norm_options"), doc.line_of("norm_options")
     if not isinstance(raw, dict):
-        raise SpecError("`norm_options` must be a mapping {bn|in|gdn: {...}}", file=file, line=line)
+        raise SpecError("`norm_options` must be a mapping {" + "|".join(norms.NORMS) + ": {...}}",
+                        file=file, line=line)
     for k, v in raw.items():
-        if k not in NORM_NAMES or not isinstance(v, dict):
-            raise SpecError(f"`norm_options` key '{k}' must be one of bn, in, gdn with a mapping",
+        if k not in norms.NORMS or not isinstance(v, dict):
+            raise SpecError(f"`norm_options` key '{k}' must be one of {', '.join(norms.NORMS)} with a mapping",
                             file=file, line=_line(raw, k))
         for key in v:
             if key not in KINDS["norm"].args:
@@ -620,8 +613,8 @@ def load_spec(source, norm: str | None = None, reuse: bool | None = None,
     if not isinstance(variants, dict):
         raise SpecError("`variants` must be a mapping", **where("variants"))
     for key, over in variants.items():
-        if key not in VARIANTS:
-            raise SpecError(f"unknown variant '{key}'{_suggest(key, VARIANTS)} (variants: {', '.join(VARIANTS)})",
+        if key not in ALL_VARIANTS:
+            raise SpecError(f"unknown variant '{key}'{_suggest(key, ALL_VARIANTS)} (variants: {', '.join(ALL_VARIANTS)})",
                             file=doc.key_files.get("variants"), line=_line(variants, key))
         if not isinstance(over, dict) or set(over) & {"extends", "layers", "variants", "norm", "reuse"}:
             raise SpecError(f"variant '{key}' overrides a mapping of keys other than extends, layers, "

@@ -21,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from normscope.train import runs
-from normscope.spec.dsl import VARIANTS, load_spec, variant_name
+from normscope.norms import VARIANTS, variant_name
+from normscope.spec import load_spec
 from normscope.errors import NormscopeError
 from normscope.fileio import atomic_write
 

@@ -494,7 +494,7 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
     if resume is not None:
         return _resume(Path(resume), epochs=epochs, device=device, data_dir=data_dir,
                        reporter=reporter, callbacks=callbacks)
-    from normscope.spec.dsl import load_spec
+    from normscope.spec import load_spec
 
     if description is None:
         raise NormscopeError("train needs a model description (or resume=RUN_DIR)")
@@ -558,7 +558,7 @@ def _resume(run_dir: Path, epochs, device, data_dir, reporter, callbacks) -> Pat
         config["train"]["epochs"] = int(epochs)
         import yaml
 
-        from normscope.spec.dsl import load_spec
+        from normscope.spec import load_spec
 
         doc = yaml.safe_load((run_dir / runs.DESCRIPTION).read_text())
         doc["train"]["epochs"] = int(epochs)

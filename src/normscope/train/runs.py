@@ -297,7 +297,7 @@ class Run:
     """
 
     def __init__(self, path: Path, device="cpu", checkpoint: str = "best", data_dir=None):
-        from normscope.spec.dsl import load_spec
+        from normscope.spec import load_spec
 
         self.path = Path(path)
         self.device = device

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from normscope.spec.dsl import ModelSpec, load_spec
+from normscope.spec import ModelSpec, load_spec
 from normscope.errors import NormscopeError
 from normscope.fileio import atomic_write
 from normscope.model.graph import build_graph

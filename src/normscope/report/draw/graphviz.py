@@ -51,7 +51,7 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
         if kind == "tap":
             norm = NORM_STYLE[g.nodes[u]["kind"]]
             stats = "D" if norm == "gdn" else "μ, σ²"
-            size = sum(s for _, s in g.nodes[u]["stats"])
+            size = sum(grp.size for grp in g.graph["classifier"].of_layer(u))
             dot.edge(u, v, label=f"{stats} ({size})", color=COLOURS[norm], fontcolor=COLOURS[norm],
                      style="dashed", penwidth="2", constraint="false", tooltip=f"{NORM_NAMES[norm]} statistics",
                      _attributes={"class": "reuse"})

@@ -402,7 +402,7 @@ def _taps(g, order, items, skips):
         off = 0.0 if n == 1 else ball.r * 0.8 * (1 - 2 * i / (n - 1))
         drop_x = ball.x + off
         taps.append(Tap(source=name, style=style, stats="D" if style == "gdn" else "mu_sigma",
-                        size=sum(size for _, size in node["stats"]), start=items[name].top_back(),
+                        size=sum(grp.size for grp in g.graph["classifier"].of_layer(name)), start=items[name].top_back(),
                         lane=ceiling + 0.5 + (n - 1 - i) * spacing, drop_x=drop_x,
                         end_y=ball.y + math.sqrt(max(ball.r ** 2 - off ** 2, 0.0))))
     return taps
