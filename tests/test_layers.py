@@ -4,7 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from normscope.model.layers import GDN, NORM_LAYERS, BatchNorm, InstanceNorm
+from normscope import norms
+from normscope.model.layers.batchnorm import BatchNorm
+from normscope.model.layers.gdn import GDN
+from normscope.model.layers.instancenorm import InstanceNorm
+from normscope.model.modules import norm_layer_class
 
 ATOL = 1e-5
 
@@ -18,11 +22,26 @@ def _x(*shape):
     return torch.randn(*shape) * 2 + 0.5
 
 
-def test_registry():
-    assert NORM_LAYERS == {"bn": BatchNorm, "in": InstanceNorm, "gdn": GDN}
-    assert BatchNorm.stat_suffixes == ("mean", "var") and BatchNorm.stat_size(7) == 14
-    assert InstanceNorm.stat_suffixes == ("mean", "var") and InstanceNorm.stat_size(7) == 14
-    assert GDN.stat_suffixes == ("denominator",) and GDN.stat_size(7) == 7
+def test_table_names_the_layer_classes():
+    assert {k: norm_layer_class(n) for k, n in norms.NORMS.items() if k in ("bn", "in", "gdn")} == \
+        {"bn": BatchNorm, "in": InstanceNorm, "gdn": GDN}
+
+
+@pytest.mark.parametrize("short", list(norms.NORMS))
+def test_layer_statistics_follow_the_table(short):
+    """Every layer returns its table entry's statistics, in order, with the table's sizes,
+    and has the table's parameter count (Keras convention)."""
+    norm = norms.NORMS[short]
+    channels = 6
+    options = norm.options({})
+    layer = norm_layer_class(norm).from_options(channels, options)
+    _, stats = layer.train()(_x(3, channels, 7, 7))
+    assert [name for name, _ in stats] == [s.name for s in norm.stats]
+    assert all(t.shape == (3, norm.stat_size(channels, options)) for _, t in stats)
+    trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+    fixed = sum(p.numel() for p in layer.parameters() if not p.requires_grad) + sum(
+        b.numel() for n, b in layer.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert (trainable, fixed) == norm.params(channels, options)
 
 
 def _randomize_affine(layer):

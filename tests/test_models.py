@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from normscope import VARIANTS, build_model, load_spec, summarize
+from normscope import VARIANTS, build_model, count_params, load_spec, summarize
+from normscope.norms import ALL_VARIANTS, parse_variant
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 ALL = sorted(EX.glob("*.yml"))
@@ -235,3 +236,23 @@ def test_bn_momentum_option_in_keras_convention(tmp_path):
     model.train()(torch.randn(8, 3, 32, 32))
     # one step from the initial 0: running = 0.9·0 + 0.1·batch mean
     torch.testing.assert_close(bn1.running_mean, 0.1 * seen["x"].mean(dim=(0, 2, 3)))
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_graph_parameter_counts_equal_the_built_module(path):
+    """The summary counts parameters from the graph alone (no torch); for every example
+    and variant, layer by layer, they equal what the built module holds."""
+    spec = load_spec(path)
+    if spec.input_shape is None or spec.classes is None:
+        pytest.skip("input or classes come from the data")
+    variants = ALL_VARIANTS if any(layer.slot for layer in load_spec(path, norm="bn").layers) else ("none",)
+    for variant in variants:
+        norm, reuse = parse_variant(variant)
+        with torch.device("meta"):
+            model = build_model(path, norm=norm, reuse=reuse)
+        s = summarize(path, norm=norm, reuse=reuse)
+        for row in s.layers:
+            module = model.layers[row.name] if row.name in model.layers else None
+            assert (row.trainable, row.non_trainable) == (count_params(module) if module else (0, 0)), \
+                (variant, row.name)
+        assert (s.trainable_params, s.non_trainable_params) == count_params(model), variant

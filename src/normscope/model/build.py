@@ -1,8 +1,8 @@
 """Graph -> torch.nn.Module.
 
-The module runs the graph's topological order. Norm layers return (output, stats); the
-stats of tapped norm layers are concatenated after the flattened features, in network
-order, at the reuse node right before the classifier.
+The module runs the graph's topological order. Norm layers return (output, named statistics);
+the reuse node concatenates the features and the statistics by group name, in the order
+of the graph's classifier input (`normscope.model.groups`), right before the classifier.
 """
 
 from __future__ import annotations
@@ -14,23 +14,10 @@ import networkx as nx
 import torch
 from torch import nn
 
-from normscope.spec import ModelSpec, load_spec
+from normscope.errors import SpecError
 from normscope.model.graph import build_graph, norm_short
-from normscope.model.layers import NORM_LAYERS
-from normscope.model.registry import GDN_DEFAULT_KERNEL, KINDS
-
-NORM_DEFAULTS = {"bn": {"eps": 1e-3, "momentum": 0.99}, "in": {"eps": 1e-3},
-                 "gdn": {"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False}}
-
-
-def _norm_module(short: str, channels: int, args: dict) -> nn.Module:
-    opts = {k: (args.get(k) if args.get(k) is not None else v) for k, v in NORM_DEFAULTS[short].items()}
-    if short == "gdn":
-        return NORM_LAYERS["gdn"](channels, kernel_size=opts["kernel"],
-                                  trainable_exponents=opts["trainable_exponents"])
-    if short == "bn":       # Keras' momentum 0.99 is torch's 0.01
-        return NORM_LAYERS["bn"](channels, eps=opts["eps"], momentum=1.0 - opts["momentum"])
-    return NORM_LAYERS[short](channels, eps=opts["eps"])
+from normscope.model.modules import build_module
+from normscope.spec import ModelSpec, load_spec
 
 
 class NormscopeModel(nn.Module):
@@ -54,19 +41,11 @@ class NormscopeModel(nn.Module):
             kind = node["kind"]
             if kind == "input":
                 continue
-            short = norm_short(kind)
-            if short:
-                self.layers[name] = _norm_module(short, node["shape"][0], node["args"])
-                op = "norm"
-            elif kind in ("reuse", "concat"):
-                op = kind
-            else:
-                module = KINDS[kind].build(node["args"], node["in_shapes"], final=name == self.output_name)
-                if module is not None:
-                    self.layers[name] = module
-                op = "add" if kind == "add" else "module"
-            plan.append((name, op, tuple(node["inputs"]), bool(node.get("tapped")),
-                         name in self.layers))
+            module = build_module(kind, node["args"], node["in_shapes"], final=name == self.output_name)
+            if module is not None:
+                self.layers[name] = module
+            op = "norm" if norm_short(kind) else kind if kind in ("reuse", "concat", "add") else "module"
+            plan.append((name, op, tuple(node["inputs"]), bool(node.get("tapped")), module is not None))
         self._plan = plan
         self.classifier_input = graph.graph["classifier"]
         self.classifier_groups = self.classifier_input.slices()
@@ -79,15 +58,16 @@ class NormscopeModel(nn.Module):
 
     def _run(self, x: torch.Tensor, want_aux: bool):
         values = {"input": x}
-        stats: list[torch.Tensor] = []
+        stats: dict[str, torch.Tensor] = {}            # classifier group name -> statistic
         for name, op, inputs, tapped, has_module in self._plan:
             if op == "norm":
                 y, layer_stats = self.layers[name](values[inputs[0]])
                 if tapped:
-                    stats.extend(t for _, t in layer_stats)
+                    stats.update((f"{name}.{stat}", t) for stat, t in layer_stats)
             elif op == "reuse":
                 features = values[inputs[0]]
-                y = torch.cat([features] + [s.to(features.dtype) for s in stats], dim=1)
+                reused = [stats[g.name].to(features.dtype) for g in self.classifier_input.reused]
+                y = torch.cat([features, *reused], dim=1)
             elif op == "concat":
                 y = torch.cat([values[i] for i in inputs], dim=1)
             elif op == "add":
@@ -136,7 +116,6 @@ def build_model(source, norm: str | None = None, reuse: bool | None = None,
     graph = build_graph(spec)
     model = NormscopeModel(graph, spec)
     if freeze and spec.train.get("freeze"):
-        from normscope.errors import SpecError
         frozen = apply_freeze(model, spec.train["freeze"])
         for pattern in spec.train["freeze"]:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in frozen):

@@ -3,7 +3,7 @@
 Every backend reads the same facts from here:
 - node attributes: kind, args, shape (output, no batch axis), in_shapes, inputs (ordered),
   role (input | layer | norm | reuse | classifier | aux), slot, tapped, caption,
-  abbrev, file, line;
+  abbrev, file, line, params ((trainable, non-trainable) weights, Keras convention);
 - edges: kind "data" (with `order`) or "tap" (a norm layer's statistics into the reuse node);
 - graph attributes: name, family, norm, reuse, input_shape, classes, order (topological),
   output, aux [(name, weight)], classifier (a ClassifierInput: the typed classifier groups).
@@ -11,13 +11,15 @@ Every backend reads the same facts from here:
 
 from __future__ import annotations
 
+import fnmatch
+
 import networkx as nx
 
 from normscope.spec import ModelSpec, load_spec
 from normscope.errors import SpecError
 from normscope import norms
 from normscope.model.groups import ClassifierInput
-from normscope.model.registry import KINDS, ShapeError, fmt_shape
+from normscope.model.kinds import KINDS, ShapeError, fmt_shape
 
 REUSE_NODE = "reuse"
 
@@ -28,69 +30,109 @@ def norm_short(kind: str) -> str | None:
 
 
 def build_graph(spec: ModelSpec | str, **overrides) -> nx.DiGraph:
+    """Compile a description (path or ModelSpec) to the graph every backend reads."""
     spec = load_spec(spec, **overrides) if overrides or not isinstance(spec, ModelSpec) else spec
+    _check_sizes_known(spec)
+    g = nx.DiGraph(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
+                   input_shape=tuple(spec.input_shape), classes=spec.classes,
+                   file=str(spec.file) if spec.file else None)
+    index = _add_layers(g, spec)
+    _check_acyclic(g)
+    output = spec.layers[-1].name
+    g.nodes[output]["role"] = "classifier"
+    g.nodes[output]["abbrev"] = "pred"
+    order = list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
+    _check_all_used(g, order, output)
+    _infer_shapes(g, order, spec)
+    classifier = _classifier_input(g, order, output, spec.reuse)
+    _count_params(g, order, spec.train.get("freeze"))
+    g.graph.update(order=order, output=output, classifier=classifier,
+                   aux=[(n, g.nodes[n]["aux"]) for n in order if g.nodes[n]["role"] == "aux"])
+    return g
+
+
+def _check_sizes_known(spec: ModelSpec) -> None:
     if spec.input_shape is None:
         raise SpecError("`input` is auto: the input shape comes from the data; pass input_shape "
                         "(CLI: --input C,H,W)", file=spec.file)
     if spec.classes is None:
         raise SpecError("`classes` is auto: the class count comes from the data; pass classes "
                         "(CLI: --classes N)", file=spec.file)
-    g = nx.DiGraph(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
-                   input_shape=tuple(spec.input_shape), classes=spec.classes,
-                   file=str(spec.file) if spec.file else None)
+
+
+def _add_layers(g: nx.DiGraph, spec: ModelSpec) -> dict[str, int]:
+    """One node per layer, data edges in input order; returns each node's position."""
     g.add_node("input", kind="input", role="input", args={}, inputs=[], shape=tuple(spec.input_shape),
                in_shapes=[], caption=None, abbrev="input", slot=False, tapped=False,
-               file=None, line=None)
+               file=None, line=None, params=(0, 0))
     index = {"input": 0}
     for i, layer in enumerate(spec.layers, start=1):
         index[layer.name] = i
         short = norm_short(layer.kind)
-        role = "norm" if short else "layer"
-        if layer.aux is not None:
-            role = "aux"
+        role = "aux" if layer.aux is not None else "norm" if short else "layer"
         g.add_node(layer.name, kind=layer.kind, role=role, args=dict(layer.args), inputs=list(layer.inputs),
                    slot=layer.slot, tapped=False, caption=layer.caption, aux=layer.aux,
-                   abbrev=short or KINDS[layer.kind].abbrev, file=str(layer.file) if layer.file else None,
+                   abbrev=KINDS[layer.kind].abbrev, file=str(layer.file) if layer.file else None,
                    line=layer.line)
         for order, src in enumerate(layer.inputs):
             g.add_edge(src, layer.name, kind="data", order=order)
+    return index
+
+
+def _check_acyclic(g: nx.DiGraph) -> None:
     try:
         cycle = nx.find_cycle(g)
     except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
-        names = [u for u, _ in cycle]
-        first = g.nodes[names[0]]
-        raise SpecError("the layers form a cycle: " + " -> ".join(names + [names[0]]),
-                        file=first["file"], line=first["line"], layer=names[0])
+        return
+    names = [u for u, _ in cycle]
+    first = g.nodes[names[0]]
+    raise SpecError("the layers form a cycle: " + " -> ".join(names + [names[0]]),
+                    file=first["file"], line=first["line"], layer=names[0])
 
-    output = spec.layers[-1].name
-    g.nodes[output]["role"] = "classifier"
-    g.nodes[output]["abbrev"] = "pred"
-    order = list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
+
+def _check_all_used(g: nx.DiGraph, order: list[str], output: str) -> None:
     for name in order:
         if name != output and g.out_degree(name) == 0 and g.nodes[name]["role"] != "aux":
             node = g.nodes[name]
             raise SpecError("nothing uses this layer's output (check the `from:` references)",
                             file=node["file"], line=node["line"], layer=name)
 
-    _infer_shapes(g, order, spec)
-    features = g.nodes[output]["in_shapes"][0]
-    feature_src = g.nodes[output]["inputs"][0]
-    taps = [n for n in order if g.nodes[n]["slot"]] if spec.reuse else []
+
+def _classifier_input(g: nx.DiGraph, order: list[str], output: str, reuse: bool) -> ClassifierInput:
+    """The classifier's input groups; with reuse, a `reuse` node concatenates them."""
+    clf = g.nodes[output]
+    features, feature_src = clf["in_shapes"][0], clf["inputs"][0]
+    taps = [n for n in order if g.nodes[n]["slot"]] if reuse else []
     if taps and len(features) != 1:
-        clf = g.nodes[output]
         raise SpecError(f"reuse needs a flat classifier input, got {fmt_shape(features)}",
                         file=clf["file"], line=clf["line"], layer=output)
-    classifier = ClassifierInput.build(feature_src, features[0] if len(features) == 1 else 0,
+    classifier = ClassifierInput.build(feature_src, features[0],
                                        [(n, norm_short(g.nodes[n]["kind"]), _stat_size(g.nodes[n])) for n in taps])
     for name in taps:
         g.nodes[name]["tapped"] = True
     if taps:
         _insert_reuse_node(g, order, output, feature_src, features, classifier.size, taps)
-    g.graph.update(order=order, output=output, classifier=classifier,
-                   aux=[(n, g.nodes[n]["aux"]) for n in order if g.nodes[n]["role"] == "aux"])
-    return g
+    return classifier
+
+
+def _count_params(g: nx.DiGraph, order: list[str], freeze) -> None:
+    """Each node's (trainable, non-trainable) weights, Keras convention; layers named in
+    `train.freeze` (names or glob patterns) have only non-trainable ones."""
+    for name in order:
+        node = g.nodes[name]
+        if name == "input" or node["kind"] not in KINDS:
+            node["params"] = (0, 0)
+            continue
+        trainable, fixed = KINDS[node["kind"]].params(node["args"], node["in_shapes"], node["shape"])
+        if any(fnmatch.fnmatchcase(name, p) for p in freeze or []):
+            trainable, fixed = 0, trainable + fixed
+        node["params"] = (trainable, fixed)
+
+
+def param_totals(g: nx.DiGraph) -> tuple[int, int]:
+    """(trainable, non-trainable) weights of the whole model."""
+    pairs = [g.nodes[n]["params"] for n in g.graph["order"]]
+    return sum(t for t, _ in pairs), sum(f for _, f in pairs)
 
 
 def _stat_size(node: dict) -> int:

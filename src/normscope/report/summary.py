@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import torch
-
+from normscope import norms
+from normscope.model.graph import build_graph, param_totals
 from normscope.spec import load_spec
-from normscope.model.graph import build_graph
-from normscope.model.build import NormscopeModel, apply_freeze, count_params
 
 
 @dataclass
@@ -50,26 +48,22 @@ class Summary:
 
 
 def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> Summary:
-    """Shapes and Keras-convention parameter counts, computed on the meta device (no memory)."""
+    """Shapes and Keras-convention parameter counts, from the graph alone (no torch)."""
     spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
     graph = build_graph(spec)
-    with torch.device("meta"):
-        model = NormscopeModel(graph, spec)
-    apply_freeze(model, spec.train.get("freeze"))
+    classifier = graph.graph["classifier"]
     rows = []
     for name in graph.graph["order"]:
         node = graph.nodes[name]
-        module = model.layers[name] if name in model.layers else None
-        trainable, non_trainable = count_params(module) if module is not None else (0, 0)
+        trainable, non_trainable = node["params"]
         rows.append(LayerRow(name=name, kind=node["kind"], inputs=list(node["inputs"]),
                              output_shape=list(node["shape"]), trainable=trainable,
                              non_trainable=non_trainable, role=node["role"],
-                             reused=[grp.name for grp in graph.graph["classifier"].of_layer(name)]))
-    trainable, non_trainable = count_params(model)
-    groups = graph.graph["classifier"].sizes()
+                             reused=[grp.name for grp in classifier.of_layer(name)]))
+    trainable, non_trainable = param_totals(graph)
     return Summary(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
                    input_shape=list(spec.input_shape), classes=spec.classes, layers=rows,
-                   classifier_inputs=groups, trainable_params=trainable,
+                   classifier_inputs=classifier.sizes(), trainable_params=trainable,
                    non_trainable_params=non_trainable, warnings=list(spec.warnings))
 
 
@@ -92,8 +86,8 @@ def _shape(shape) -> str:
     return "×".join(str(s) for s in shape)
 
 
-SHORT_KINDS = {"batchnorm": "bn", "instancenorm": "in", "globalavgpool": "gap", "globalmaxpool": "gmp",
-               "activation": "act", "reuse": "concat stats"}
+SHORT_KINDS = {"globalavgpool": "gap", "globalmaxpool": "gmp", "activation": "act", "reuse": "concat stats",
+               **{n.long: n.short for n in norms.NORMS.values()}}
 
 
 def render_rich(summary: Summary, console) -> None:

@@ -1,9 +1,5 @@
-"""Normalization layers. Each forward returns (output, [(suffix, (B, C) statistic), ...])."""
+"""Normalization layers, one per file, each named by its entry in `normscope.norms`.
 
-from normscope.model.layers.batchnorm import BatchNorm
-from normscope.model.layers.gdn import GDN
-from normscope.model.layers.instancenorm import InstanceNorm
-
-NORM_LAYERS = {"bn": BatchNorm, "in": InstanceNorm, "gdn": GDN}
-
-__all__ = ["BatchNorm", "InstanceNorm", "GDN", "NORM_LAYERS"]
+Each forward returns (output, [(statistic name, (B, size) tensor), ...]); each class has
+`from_options(channels, options)` taking the description's options for it.
+"""

@@ -14,18 +14,17 @@ class BatchNorm(nn.BatchNorm2d):
     mode, the same C values repeated for every image of the batch.
     """
 
-    stat_suffixes = ("mean", "var")
-
     def __init__(self, channels: int, eps: float = 1e-3, momentum: float = 0.01):
         super().__init__(channels, eps=eps, momentum=momentum)
+
+    @classmethod
+    def from_options(cls, channels: int, options: dict) -> "BatchNorm":
+        """From a description's options; its momentum is Keras' (0.99 is torch's 0.01)."""
+        return cls(channels, eps=options["eps"], momentum=1.0 - options["momentum"])
 
     @property
     def channels(self) -> int:
         return self.num_features
-
-    @staticmethod
-    def stat_size(channels: int) -> int:
-        return 2 * channels
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() not in (2, 4):

@@ -60,8 +60,6 @@ class GDN(nn.Module):
     Weights: k*k*C*C (gamma) + C (beta) + C (alpha) + C (epsilon).
     """
 
-    stat_suffixes = ("denominator",)
-
     def __init__(self, channels: int, kernel_size: int = 3, trainable_exponents: bool = False):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -78,9 +76,9 @@ class GDN(nn.Module):
         self.alpha = nn.Parameter(torch.full((channels,), 2.0), requires_grad=trainable_exponents)
         self.epsilon = nn.Parameter(torch.full((channels,), 0.5), requires_grad=trainable_exponents)
 
-    @staticmethod
-    def stat_size(channels: int) -> int:
-        return channels
+    @classmethod
+    def from_options(cls, channels: int, options: dict) -> "GDN":
+        return cls(channels, kernel_size=options["kernel"], trainable_exponents=options["trainable_exponents"])
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, kernel_size={self.kernel_size}, "

@@ -11,8 +11,6 @@ class InstanceNorm(nn.Module):
     image's channel mean and biased variance over H and W.
     """
 
-    stat_suffixes = ("mean", "var")
-
     def __init__(self, channels: int, eps: float = 1e-3):
         super().__init__()
         self.channels = channels
@@ -20,9 +18,9 @@ class InstanceNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    @staticmethod
-    def stat_size(channels: int) -> int:
-        return 2 * channels
+    @classmethod
+    def from_options(cls, channels: int, options: dict) -> "InstanceNorm":
+        return cls(channels, eps=options["eps"])
 
     def extra_repr(self) -> str:
         return f"{self.channels}, eps={self.eps}"

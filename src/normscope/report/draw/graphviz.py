@@ -9,18 +9,19 @@ import graphviz
 import networkx as nx
 
 from normscope.errors import NormscopeError
-from normscope.report.draw.layout import NORM_NAMES, NORM_STYLE, _label, _style
+from normscope import norms
+from normscope.report.draw.layout import label_of, style_of
 from normscope.report.draw.tikz import ToolMissing
 
 COLOURS = {"input": "#c4cdde", "conv": "#ffe296", "convact": "#ffe296", "pool": "#de5c4e",
            "dropout": "#d6d6d6", "flatten": "#baa0d6", "dense": "#96bee8", "pred": "#547ec8",
-           "act": "#fac48c", "pad": "#f0f0f0", "bn": "#0072b2", "in": "#00966e", "gdn": "#c83c96",
-           "concat": "#fafafa", "add": "#fafafa", "reuse": "#ffec78"}
+           "act": "#fac48c", "pad": "#f0f0f0", "concat": "#fafafa", "add": "#fafafa", "reuse": "#ffec78",
+           **{n.short: n.style.hex for n in norms.NORMS.values()}}
 SHAPES = {"input": "cds", "conv": "box3d", "convact": "box3d", "pool": "invtrapezium", "dropout": "box",
           "flatten": "parallelogram", "dense": "box", "pred": "doubleoctagon", "act": "cds", "pad": "box",
-          "bn": "hexagon", "in": "hexagon", "gdn": "octagon", "concat": "circle", "add": "circle",
-          "reuse": "doublecircle"}
-DARK = {"pool", "pred", "bn", "in", "gdn"}
+          "concat": "circle", "add": "circle", "reuse": "doublecircle",
+          **{n.short: n.style.shape for n in norms.NORMS.values()}}
+DARK = {"pool", "pred", *norms.NORMS}
 
 
 def _fmt(shape) -> str:
@@ -35,10 +36,10 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
         edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"})
     for name in g.graph["order"]:
         node = g.nodes[name]
-        style, _ = _style(node)
+        style, _ = style_of(node)
         if node["kind"] in ("concat", "add", "reuse"):
             style = node["kind"]
-        label = _label(name, node, abbreviations) if node["kind"] != "reuse" else "concat"
+        label = label_of(name, node, abbreviations) if node["kind"] != "reuse" else "concat"
         attrs = {"shape": SHAPES.get(style, "box"), "fillcolor": COLOURS.get(style, "white"),
                  "label": graphviz.escape(label) + r"\n" + _fmt(node["shape"]),
                  "tooltip": graphviz.escape(f"{name} ({node['kind']})")}
@@ -49,11 +50,12 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
         dot.node(name, **attrs)
     for u, v, kind in g.edges(data="kind"):
         if kind == "tap":
-            norm = NORM_STYLE[g.nodes[u]["kind"]]
-            stats = "D" if norm == "gdn" else "μ, σ²"
+            norm = norms.BY_KIND[g.nodes[u]["kind"]]
+            stats = ", ".join(s.text for s in norm.stats)
             size = sum(grp.size for grp in g.graph["classifier"].of_layer(u))
-            dot.edge(u, v, label=f"{stats} ({size})", color=COLOURS[norm], fontcolor=COLOURS[norm],
-                     style="dashed", penwidth="2", constraint="false", tooltip=f"{NORM_NAMES[norm]} statistics",
+            colour = norm.style.hex
+            dot.edge(u, v, label=f"{stats} ({size})", color=colour, fontcolor=colour,
+                     style="dashed", penwidth="2", constraint="false", tooltip=f"{norm.display} statistics",
                      _attributes={"class": "reuse"})
         else:
             dot.edge(u, v)

@@ -21,19 +21,19 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from normscope import norms
+
 ZX, ZY = -0.4, -0.3          # the z unit vector, in cm (also set in the TikZ picture)
 GAP = 0.55                   # visible length of an arrow between two boxes
 CHAR = 0.15                   # estimated width of a caption character (\footnotesize), cm
-NORM_STYLE = {"batchnorm": "bn", "instancenorm": "in", "gdn": "gdn"}
-NORM_NAMES = {"bn": "BatchNorm", "in": "InstanceNorm", "gdn": "GDN"}
 BALL_KINDS = {"concat", "add", "reuse"}
 THIN = {"act": 0.45, "pad": 0.45, "dropout": 0.6}     # narrower than the channel count says
-ATTACHED = {"batchnorm", "instancenorm", "gdn", "maxpool", "avgpool", "dropout", "activation", "zeropad"}
+ATTACHED = {*norms.BY_KIND, "maxpool", "avgpool", "dropout", "activation", "zeropad"}
 STYLE_NAMES = {
     "input": "input", "conv": "convolution", "convact": "convolution + activation",
     "pool": "pooling", "dropout": "dropout", "flatten": "flatten", "dense": "dense",
     "pred": "classifier", "act": "activation", "pad": "zero padding",
-    "bn": "BatchNorm", "in": "InstanceNorm", "gdn": "GDN",
+    **{n.short: n.display for n in norms.NORMS.values()},           # a norm layer's style is its short name
     "concat": "concatenation", "add": "addition", "reuse": "features + statistics",
 }
 
@@ -106,8 +106,7 @@ class Item:
 class Tap:
     """One reuse arrow: up from a norm layer, along its lane, down into the reuse ball."""
     source: str
-    style: str                   # bn | in | gdn
-    stats: str                   # "mu_sigma" or "D"
+    style: str                   # the normalization's short name (its entry in normscope.norms)
     size: int
     start: tuple
     lane: float
@@ -142,10 +141,10 @@ def features_cm(f: int, top: float = 4.5) -> float:
     return min(top, 0.6 + 0.42 * math.log2(max(f, 2)))
 
 
-def _style(node: dict) -> tuple[str, bool]:
+def style_of(node: dict) -> tuple[str, bool]:
     kind = node["kind"]
-    if kind in NORM_STYLE:
-        return NORM_STYLE[kind], False
+    if kind in norms.BY_KIND:
+        return norms.BY_KIND[kind].short, False
     if node["role"] == "classifier":
         return "pred", False
     if kind == "conv":
@@ -158,7 +157,7 @@ def _style(node: dict) -> tuple[str, bool]:
             "activation": "act", "zeropad": "pad"}.get(kind, kind), False
 
 
-def _label(name: str, node: dict, abbreviations: bool) -> str:
+def label_of(name: str, node: dict, abbreviations: bool) -> str:
     if node.get("caption"):
         return node["caption"]
     if node["kind"] == "input":
@@ -176,10 +175,10 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
     items: dict[str, Item] = {}
     for n in order:
         node = g.nodes[n]
-        style, band = _style(node)
+        style, band = style_of(node)
         shape = node["shape"]
         it = Item(node=n, style=style, ball=node["kind"] in BALL_KINDS, band=band,
-                  label=_label(n, node, abbreviations), size=str(shape[0]), spatial=None)
+                  label=label_of(n, node, abbreviations), size=str(shape[0]), spatial=None)
         if it.ball:
             it.r = 0.5 if node["kind"] != "add" else 0.35
             it.symbol = {"add": "plus"}.get(node["kind"], "concat")
@@ -219,7 +218,7 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
                 and data.out_degree(src.node) == 1 and src.style not in ("input", "flatten"):
             src_kind = g.nodes[src.node]["kind"]
             it.attached = kind in ATTACHED or (kind == "conv" and head[src.node] == "conv" and not closed[src.node]
-                                               and src_kind in ("conv", "activation", *NORM_STYLE))
+                                               and src_kind in ("conv", "activation", *norms.BY_KIND))
         head[n] = head[src.node] if it.attached else kind
         closed[n] = kind in ("maxpool", "avgpool", "dropout") or (it.attached and closed[src.node])
 
@@ -398,10 +397,10 @@ def _taps(g, order, items, skips):
     taps = []
     for i, name in enumerate(sources):
         node = g.nodes[name]
-        style = NORM_STYLE[node["kind"]]
+        style = norms.BY_KIND[node["kind"]].short
         off = 0.0 if n == 1 else ball.r * 0.8 * (1 - 2 * i / (n - 1))
         drop_x = ball.x + off
-        taps.append(Tap(source=name, style=style, stats="D" if style == "gdn" else "mu_sigma",
+        taps.append(Tap(source=name, style=style,
                         size=sum(grp.size for grp in g.graph["classifier"].of_layer(name)), start=items[name].top_back(),
                         lane=ceiling + 0.5 + (n - 1 - i) * spacing, drop_x=drop_x,
                         end_y=ball.y + math.sqrt(max(ball.r ** 2 - off ** 2, 0.0))))

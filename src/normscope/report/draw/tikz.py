@@ -18,7 +18,8 @@ from pathlib import Path
 import jinja2
 
 from normscope.errors import NormscopeError
-from normscope.report.draw.layout import NORM_NAMES, STYLE_NAMES, ZX, ZY, Layout
+from normscope import norms
+from normscope.report.draw.layout import STYLE_NAMES, ZX, ZY, Layout
 
 TEMPLATES = files("normscope") / "templates" / "plotneuralnet"
 TEX_PACKAGES = "texlive-latex-base texlive-pictures texlive-latex-extra poppler-utils"
@@ -91,7 +92,11 @@ ENV = jinja2.Environment(
     keep_trailing_newline=True, autoescape=False)
 
 ENV.filters["comment"] = lambda v: Raw(" ".join(str(v).splitlines()))
-TAP_LABELS = {"mu_sigma": r"$\mu,\sigma^2$", "D": r"$D$"}
+
+
+def _symbols(short: str) -> str:
+    r"""The statistics of a normalization in math mode, e.g. $\mu,\sigma^2$."""
+    return "$" + ",".join(s.tex for s in norms.NORMS[short].stats) + "$"
 
 
 def _times(shape) -> Raw:
@@ -113,7 +118,7 @@ def render_tex(lay: Layout, *, legend: bool = True, title: str | None = None, sc
         items.append({**vars(it), "caption": caption, "caption_x": cx, "caption_y": cy - 0.05 / scale,
                       "symbol": symbol, "spatial": _times(it.spatial) if it.spatial else None})
     taps = [{"style": t.style, "source": t.source, "x0": t.start[0], "y0": t.start[1], "lane": t.lane,
-             "x1": t.drop_x, "y1": t.end_y, "label": Raw(rf"{TAP_LABELS[t.stats]}\,{{\footnotesize({t.size})}}")}
+             "x1": t.drop_x, "y1": t.end_y, "label": Raw(rf"{_symbols(t.style)}\,{{\footnotesize({t.size})}}")}
             for t in lay.taps]
     arrows = [("nsarrow", p) for p in lay.arrows] + [("nsskip", p) for p in lay.skips]
     entries = []
@@ -123,14 +128,16 @@ def render_tex(lay: Layout, *, legend: bool = True, title: str | None = None, sc
     if lay.taps and entries:
         entries[-1]["newline"] = True
     for style in lay.tap_styles:
-        stats = r"$D$ (mean denominator)" if style == "gdn" else r"$\mu$, $\sigma^2$ (channel means, variances)"
+        norm = norms.NORMS[style]
+        stats = ", ".join(f"${s.tex}$" for s in norm.stats) + " (" + ", ".join(s.what for s in norm.stats) + ")"
         entries.append({"style": style, "band": False, "arrow": True, "newline": False,
-                        "text": Raw(rf"{NORM_NAMES[style]} statistics {stats} to the classifier")})
+                        "text": Raw(rf"{norm.display} statistics {stats} to the classifier")})
     if lay.reuse_size:
         entries[-1]["text"] = Raw(entries[-1]["text"] + rf"\quad classifier input: {lay.reuse_size}")
     return ENV.get_template(template).render(
         name=lay.name, source=source, stem=stem, items=items, arrows=arrows, taps=taps,
-        legend=entries if legend else None, title=title, scale=scale, zx=ZX * scale, zy=ZY * scale)
+        legend=entries if legend else None, title=title, scale=scale, zx=ZX * scale, zy=ZY * scale,
+        norm_colours=[(n.short, ",".join(map(str, n.style.rgb))) for n in norms.NORMS.values()])
 
 
 def log_errors(log: str, limit: int = 20) -> str:
