@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from fixtures import write_cifar100_fixture, write_fashion_mnist_fixture, write_idx
 from normscope.data import (
     CIFAR100_COARSE_LABEL_NAMES,
     CIFAR100_FINE_LABEL_NAMES,
@@ -23,11 +24,8 @@ from normscope.data import (
     read_idx,
     split_validation,
     subset,
-    write_cifar100_fixture,
-    write_fashion_mnist_fixture,
-    write_idx,
 )
-
+from normscope.errors import NormscopeError
 
 # ----------------------------------------------------------------- CIFAR-100
 
@@ -355,16 +353,12 @@ def test_channel_stats():
 
 
 def test_cifar100_tarball_in_readonly_dir(tmp_path, monkeypatch):
-    import normscope.data as data_mod
-
     write_cifar100_fixture(tmp_path, 12, 6, tarball=True)
-    monkeypatch.setattr(data_mod.os, "access", lambda *a, **k: False)  # read-only
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # read-only
     ds = load_dataset("cifar100", data_dir=tmp_path)
     assert ds.n_train == 12 and ds.num_classes == 100
     assert not (tmp_path / "cifar-100-python").exists()  # read in memory instead
 
 
 def test_data_error_is_a_normscope_error():
-    from normscope.errors import NormscopeError
-
     assert issubclass(DataError, NormscopeError)
