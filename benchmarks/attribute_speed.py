@@ -30,6 +30,9 @@ from pathlib import Path
 
 import torch
 
+from normscope.analysis import attribute_run
+from normscope.train import train
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,9 +48,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from normscope.analysis import attribute_run
-    from normscope.train.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         data = (f"synthetic:train={max(args.baseline_samples, 1000) + 200},test={args.samples},"

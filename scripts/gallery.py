@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Regenerate docs/gallery/*.png and docs/gallery.md: the 14 study variants and the
-course architectures of examples/, drawn by `normscope draw`.
+"""Regenerate docs/gallery/*.png and docs/gallery.md: every variant of the study's families
+and the course architectures of examples/, drawn by `normscope draw`.
 
     .venv/bin/python scripts/gallery.py          # needs pdflatex and pdftoppm
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import normscope
+from normscope import norms
 from normscope.report.draw import draw
+from normscope.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -24,8 +25,8 @@ DPI = 100
 def study_files() -> list[Path]:
     files = []
     for family in FAMILIES:
-        for key in normscope.VARIANTS:
-            files.append(EXAMPLES / (f"{family}.yml" if key == "none" else f"{family}_{key}.yml"))
+        for key in norms.VARIANTS:
+            files.append(EXAMPLES / f"{norms.variant_name(family, *norms.parse_variant(key))}.yml")
     missing = [str(f.relative_to(ROOT)) for f in files if not f.exists()]
     if missing:
         sys.exit("missing study variants: " + ", ".join(missing))
@@ -33,7 +34,7 @@ def study_files() -> list[Path]:
 
 
 def entry(path: Path) -> str:
-    spec = normscope.load_spec(path)
+    spec = load_spec(path)
     written = draw(path, OUT, formats="png", dpi=DPI)
     png = written["png"]
     about = spec.document.get("description") or ""
@@ -43,10 +44,20 @@ def entry(path: Path) -> str:
             f"![{spec.name}](gallery/{png.name})\n")
 
 
+def reused_statistics() -> str:
+    """What a reuse arrow carries, per normalization: its statistics' symbols, then the normalizations."""
+    groups: dict[str, list[str]] = {}
+    for n in norms.NORMS.values():
+        groups.setdefault(", ".join(s.text for s in n.stats), []).append(n.short)
+    return ", ".join(f"{stats} for {' and '.join(shorts)}" for stats, shorts in groups.items())
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     study = study_files()
     course = sorted(p for p in EXAMPLES.glob("*.yml") if p not in study)
+    colours = ", ".join(f"{n.display} {n.style.hex}" for n in norms.NORMS.values())
+    captions = ", ".join(("cnv", "pl", "do", "flat", "pred", *norms.NORMS))
     parts = [
         "# Gallery",
         "",
@@ -57,14 +68,14 @@ def main():
         "How to read them: boxes are layers, left to right in the order data flows; a box's height and depth "
         "follow the feature map's height and width (square-root scale), its thickness the channel count "
         "(log scale). Convolutions with an activation carry it as an orange band; pooling is red, dropout grey "
-        "and dashed, BatchNorm blue, InstanceNorm green, GDN magenta. Balls concatenate (‖) or add (+); "
+        f"and dashed, normalizations in their own colours ({colours}). Balls concatenate (‖) or add (+); "
         "residual shortcuts arc over the boxes. In a reuse (v2) variant one arrow leaves every normalization "
-        "layer, labelled with what it reuses (μ, σ² for bn and in, D for gdn) and how many values, and enters "
+        f"layer, labelled with what it reuses ({reused_statistics()}) and how many values, and enters "
         "the ball where the statistics join the flattened features; the number under that ball is the "
-        "classifier's input size. Captions are layer names (`--abbreviations` prints the thesis' cnv, pl, do, "
-        "flat, pred, bn, in, gdn instead).",
+        f"classifier's input size. Captions are layer names (`--abbreviations` prints the thesis' {captions} "
+        "instead).",
         "",
-        "## The study: 14 variants",
+        f"## The study: {len(study)} variants",
         "",
     ]
     parts += [entry(p) for p in study]

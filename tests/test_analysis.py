@@ -22,10 +22,20 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import normscope as ns
-from normscope.analysis import (METHODS, attribute, build_units, classifier_inputs, parse_methods,
-                                plot_attribution, write_attribution, write_per_class_csv)
+from normscope.analysis import (
+    METHODS,
+    attribute,
+    attribute_run,
+    build_units,
+    classifier_inputs,
+    parse_methods,
+    plot_attribution,
+    write_attribution,
+    write_per_class_csv,
+)
 from normscope.cli import app
 from normscope.errors import NormscopeError
+from normscope.train import load_run, train
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -240,10 +250,10 @@ def test_ig_equals_exact_linear_decomposition_and_shares_add_up():
     assert sum(g["logit_share"] for g in r["groups"]) == pytest.approx(1.0)
     assert sum(t["ig_share"] for t in r["totals"]) == pytest.approx(1.0)
     assert r["stats_share"] == pytest.approx(row(r, "total", "statistics")["ig_share"])
-    assert r["stats_share"] == pytest.approx(sum(l["ig_share"] for l in r["layers"]))
+    assert r["stats_share"] == pytest.approx(sum(layer["ig_share"] for layer in r["layers"]))
     names = [g["name"] for g in r["groups"]]
-    assert names == list(model.classifier_groups)
-    assert [l["name"] for l in r["layers"]] == ["in1", "in2", "in3", "in4"]
+    assert names == [g.name for g in model.classifier_input]
+    assert [layer["name"] for layer in r["layers"]] == ["in1", "in2", "in3", "in4"]
     assert sum(g["size"] for g in r["groups"]) == r["classifier_input_size"] == 408
     for g in r["groups"]:
         assert g["ig_share_per_dim"] == pytest.approx(g["ig_share"] / g["size"])
@@ -330,8 +340,6 @@ def test_build_units_of_the_study_model():
 
 @pytest.fixture(scope="module")
 def planted_runs(tmp_path_factory, tiny_yml):
-    from normscope.train.loop import train
-
     root = tmp_path_factory.mktemp("runs")
     rng = np.random.default_rng(3)
     xtr, ytr = stats_data(800, rng)
@@ -357,11 +365,26 @@ def test_cli_attribute_on_a_trained_in_v2_run(planted_runs):
     assert doc["split"] == "test" and doc["samples"] == 200 and doc["baseline"] == "train-mean"
     assert doc["accuracy"] > 0.7
     assert doc["stats_share"] > 0.6
-    assert next(l for l in doc["layers"] if l["name"] == "in1")["permutation_accuracy_drop"] > 0.3
+    assert next(layer for layer in doc["layers"] if layer["name"] == "in1")["permutation_accuracy_drop"] > 0.3
     assert (run_dir / "attribution.png").is_file()
     csv_lines = (run_dir / "attribution_per_class.csv").read_text().splitlines()
     assert any(",bright-high," in line for line in csv_lines)
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_cli_attribute_json_prints_what_it_wrote(planted_runs, tmp_path):
+    out = tmp_path / "json"
+    res = CliRunner().invoke(app, ["attribute", str(planted_runs["in_v2"]), "--json", "--samples", "100",
+                                   "--steps", "4", "--repeats", "2", "--device", "cpu", "--out", str(out)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    doc = json.loads(res.stdout)                            # stdout is the JSON and nothing else
+    written = json.loads((out / "attribution.json").read_text())
+    assert doc["files"] == [str(out / "attribution.json"), str(out / "attribution.png")]
+    assert {k: v for k, v in doc.items() if k != "files"} == written
+    statistics = next(t for t in doc["totals"] if t["name"] == "statistics")
+    assert doc["stats_share"] == statistics["ig_share"] == written["stats_share"]
+    assert 0.5 < doc["stats_share"] <= 1                    # the planted reliance, as in the table
+    assert doc["samples"] == 100 and "per_class" not in doc
 
 
 def test_cli_attribute_run_without_reuse(planted_runs):
@@ -389,9 +412,6 @@ def test_cli_attribute_user_errors(tmp_path, planted_runs):
 
 
 def test_attribute_run_python_api_as_the_study_calls_it(planted_runs, tmp_path):
-    from normscope.analysis import attribute_run
-    from normscope.train.runs import load_run
-
     out = tmp_path / "elsewhere"
     r = attribute_run(planted_runs["in_v2"], samples=64, device="cpu", quiet=True, out=out,
                       methods="logit,permutation", repeats=2)

@@ -54,7 +54,8 @@ def test_compare_cli_writes_table_csv_chart(tmp_path):
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "runs"), "--out", str(out), "--reference", "thesis"])
     assert result.exit_code == 0, result.output
     table = (out / "table.md").read_text()
-    assert "| vgg16 | 2 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.250 ± 0.000 | 0.800 ± 0.000 | 0.400 ± 0.141 | 0.900 ± 0.000 | 1,000 | — |" in table
+    assert ("| vgg16 | 2 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.250 ± 0.000 | 0.800 ± 0.000 | 0.400 ± 0.141 | "
+            "0.900 ± 0.000 | 1,000 | — |") in table
     assert "| *thesis* | 1 | 2.974 | 0.544 | 0.331 | 0.878 | 0.394 |" in table
     assert "vgg16_gdn_v2" in table and "0.100 ± 0.000" in table
     csv = (out / "table.csv").read_text().splitlines()
@@ -111,3 +112,24 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     with pytest.raises(Exception, match="epochs"):
         run_study("examples/perceptnet.yml", variants="in", seeds=1, data="synthetic", epochs=2,
                   out=tmp_path, device="cpu", log=logs.append)
+
+
+def test_variants_and_pairs_follow_the_norms_table(tmp_path):
+    from normscope import norms
+    from normscope.study import StudyError
+
+    assert parse_variants("all") == parse_variants(None) == list(norms.VARIANTS)
+    assert parse_variants(",".join(norms.ALL_VARIANTS)) == list(norms.ALL_VARIANTS)
+    for norm in reversed(norms.STUDY_NORMS):                        # written in reverse, reported in table order
+        for reuse in (True, False):
+            for seed in range(2):
+                make_run(tmp_path, "net", norms.variant_key(norm, reuse), seed, 0.5 + 0.1 * reuse + 0.01 * seed, 0.8)
+    agg = aggregate(collect([tmp_path]))
+    assert [a["variant"] for a in agg] == [norms.variant_key(n, r) for n in norms.STUDY_NORMS for r in (False, True)]
+    pairs = paired(agg, "accuracy")
+    assert [p["norm"] for p in pairs] == list(norms.STUDY_NORMS)
+    assert all(p["difference"] == pytest.approx(0.1) for p in pairs)
+
+    make_run(tmp_path / "odd", "net", "xx_v2", 0, 0.5, 0.8)
+    with pytest.raises(StudyError, match="unknown variant 'xx_v2'"):
+        collect([tmp_path / "odd"])

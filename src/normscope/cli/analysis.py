@@ -9,8 +9,9 @@ from typing import Optional
 
 import typer
 
-from normscope.cli.common import console, user_errors  # noqa: F401
+from normscope.cli.common import console, user_errors
 from normscope.errors import NormscopeError
+from normscope.fileio import jsonable
 
 
 @user_errors
@@ -42,9 +43,9 @@ def attribute_cmd(
     Integrated Gradients, the exact logit decomposition, permutation and ablation per group
     of the classifier input. Writes attribution.json and attribution.png (and with
     --by-class attribution_per_class.csv) to the run directory."""
-    from normscope import analysis as A
+    from normscope import analysis as A  # torch: only this command imports it
 
-    if split not in ("test", "val", "train"):
+    if split not in A.SPLITS:
         raise NormscopeError(f"--split must be test, val or train, got {split!r}")
     if target not in A.TARGETS:
         raise NormscopeError(f"--target must be pred or label, got {target!r}")
@@ -64,7 +65,7 @@ def attribute_cmd(
                              repeats=repeats, batch_size=batch_size)
     if as_json:
         doc = {k: v for k, v in result.items() if k != "per_class"}
-        sys.stdout.write(json.dumps(A._jsonable(doc), indent=2) + "\n")
+        sys.stdout.write(json.dumps(jsonable(doc), indent=2) + "\n")
         return
     A.report(result, console)
 

@@ -7,13 +7,17 @@ from typing import Optional
 
 import typer
 
+from normscope import norms
 from normscope.cli.common import console, user_errors
 from normscope.errors import NormscopeError
 
+VARIANTS_HELP = (f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated list of: "
+                 + ", ".join(norms.ALL_VARIANTS))
+
 
 @user_errors
-def study(file: Path = typer.Argument(..., help="model description (.yml); its seven variants are trained"),
-          variants: str = typer.Option("all", "--variants", help="all, or a list such as none,bn,bn_v2"),
+def study(file: Path = typer.Argument(..., help="model description (.yml); its variants are trained"),
+          variants: str = typer.Option("all", "--variants", help=VARIANTS_HELP),
           seeds: int = typer.Option(3, "--seeds", help="seeds per variant"),
           data: Optional[str] = typer.Option(None, "--data", help="data set (default: the description's train.data)"),
           data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
@@ -29,7 +33,7 @@ def study(file: Path = typer.Argument(..., help="model description (.yml); its s
           attribute: bool = typer.Option(True, "--attribute/--no-attribute", help="attribute every reuse run"),
           samples: int = typer.Option(1000, "--samples", help="test images per attribution")):
     """Train every variant × seed (resuming an interrupted study), attribute, compare."""
-    from normscope.study import run_study
+    from normscope.study import run_study  # torch: only this command imports it
 
     if gpu:
         device = "cuda"
@@ -48,12 +52,14 @@ def compare(paths: list[Path] = typer.Argument(..., help="a study directory, or 
             out: Optional[Path] = typer.Option(None, "--out", help="where to write the table and chart "
                                                "(default: the study directory, or ./comparison)")):
     """A table like the thesis' (mean ± std over seeds), a paired plain-vs-v2 view, a bar chart."""
+    # torch: only this command imports it
     from normscope.study import STUDY, collect, paired_markdown, table_markdown, write_comparison
+    from normscope.study.thesis import comparable
 
     if reference not in (None, "thesis"):
         raise NormscopeError(f"--reference takes `thesis`, got {reference!r}")
     rows = collect(paths)
-    if reference == "thesis" and any(not str(r.get("data", "")).startswith("cifar100") for r in rows):
+    if reference == "thesis" and not comparable(rows):
         console.print("[yellow]note:[/] the thesis' numbers are on CIFAR-100; these runs are on "
                       + ", ".join(sorted({str(r.get('data')) for r in rows})) + " — not comparable",
                       soft_wrap=True)

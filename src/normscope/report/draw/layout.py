@@ -166,34 +166,51 @@ def label_of(name: str, node: dict, abbreviations: bool) -> str:
 
 
 def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
+    """Boxes, balls and arrows of the model, in centimetres."""
     order = g.graph["order"]
     data = nx.DiGraph()
     data.add_nodes_from(order)
     data.add_edges_from((u, v) for u, v, k in g.edges(data="kind") if k == "data")
-    biggest = max([max(g.nodes[n]["shape"][1:]) for n in order if len(g.nodes[n]["shape"]) == 3] or [1])
+    items = _items(g, order, abbreviations)
+    for n in order:              # columns: longest data path from the input
+        items[n].col = 1 + max((items[p].col for p in data.predecessors(n)), default=-1)
+    rows = _assign_rows(g, data, order, items)
+    _sizes(g, order, items, rows)
+    _attach(g, data, order, items)
+    _x_positions(g, items)
+    _place_rows(items, rows)
+    _caption_lines(g, order, items)
+    arrows, skips = _data_arrows(g, data, order, items)
+    taps = _taps(g, order, items, skips)
+    seq = [items[n] for n in order]
+    legend_order = list(STYLE_NAMES)
+    styles = sorted(dict.fromkeys(it.style for it in seq), key=legend_order.index)
+    reuse = next((it for it in seq if g.nodes[it.node]["kind"] == "reuse"), None)
+    return Layout(name=g.graph["name"], items=sorted(seq, key=lambda it: (-it.y, it.x)), arrows=arrows,
+                  skips=skips, taps=taps, styles=styles,
+                  tap_styles=list(dict.fromkeys(t.style for t in taps)),
+                  reuse_size=g.nodes[reuse.node]["shape"][0] if reuse else None)
 
+
+def _items(g, order, abbreviations) -> dict[str, Item]:
     items: dict[str, Item] = {}
     for n in order:
         node = g.nodes[n]
         style, band = style_of(node)
-        shape = node["shape"]
         it = Item(node=n, style=style, ball=node["kind"] in BALL_KINDS, band=band,
-                  label=label_of(n, node, abbreviations), size=str(shape[0]), spatial=None)
+                  label=label_of(n, node, abbreviations), size=str(node["shape"][0]), spatial=None)
         if it.ball:
             it.r = 0.5 if node["kind"] != "add" else 0.35
             it.symbol = {"add": "plus"}.get(node["kind"], "concat")
             if node["kind"] == "reuse":
                 it.label = ""
         items[n] = it
+    return items
 
-    # columns: longest data path from the input
-    for n in order:
-        preds = list(data.predecessors(n))
-        items[n].col = 1 + max((items[p].col for p in preds), default=-1)
 
-    rows = _assign_rows(g, data, order, items)
-
-    # sizes: smaller boxes when branches are stacked or the network is long
+def _sizes(g, order, items, rows) -> None:
+    """Smaller boxes when branches are stacked or the network is long."""
+    biggest = max([max(g.nodes[n]["shape"][1:]) for n in order if len(g.nodes[n]["shape"]) == 3] or [1])
     stack = 1 + max(Counter(r.fork for r in rows[1:]).values(), default=0)
     ncols = 1 + max(it.col for it in items.values())
     top = max(2.4, (4.5 if stack < 3 else 3.0) * min(1.0, math.sqrt(40 / ncols)))
@@ -207,8 +224,10 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
         else:
             it.w, it.h, it.d = 0.35, features_cm(shape[0], top), 0.35
 
-    # which boxes touch their input: blocks such as [conv conv norm pool dropout] or
-    # [conv bn act conv bn]; a pool or dropout closes a block to further convolutions
+
+def _attach(g, data, order, items) -> None:
+    """Which boxes touch their input: blocks such as [conv conv norm pool dropout] or
+    [conv bn act conv bn]; a pool or dropout closes a block to further convolutions."""
     head, closed = {}, {}
     for n in order:
         it, node = items[n], g.nodes[n]
@@ -222,7 +241,8 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
         head[n] = head[src.node] if it.attached else kind
         closed[n] = kind in ("maxpool", "avgpool", "dropout") or (it.attached and closed[src.node])
 
-    # x positions, column by column
+
+def _x_positions(g, items) -> None:
     columns: dict[int, list[Item]] = {}
     for it in items.values():
         columns.setdefault(it.col, []).append(it)
@@ -244,10 +264,11 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
         if not it.attached and not it.ball and len(g.nodes[it.node]["shape"]) == 3:
             it.spatial = tuple(g.nodes[it.node]["shape"][1:])
 
-    _place_rows(items, rows)
 
+def _caption_lines(g, order, items) -> None:
+    """Captions of a block of touching boxes hang from one line."""
     blocks: dict[str, list[Item]] = {}
-    for n in order:              # captions of a block of touching boxes hang from one line
+    for n in order:
         it = items[n]
         blocks[n] = blocks[g.nodes[n]["inputs"][0]] if it.attached else []
         blocks[n].append(it)
@@ -255,17 +276,6 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
         low = min(it.bottom for it in block)
         for it in block:
             it.cap_y = low
-    arrows, skips = _data_arrows(g, data, order, items)
-    taps = _taps(g, order, items, skips)
-    seq = [items[n] for n in order]
-    styles = list(dict.fromkeys(it.style for it in seq))
-    legend_order = list(STYLE_NAMES)
-    styles.sort(key=legend_order.index)
-    reuse = next((it for it in seq if g.nodes[it.node]["kind"] == "reuse"), None)
-    return Layout(name=g.graph["name"], items=sorted(seq, key=lambda it: (-it.y, it.x)), arrows=arrows,
-                  skips=skips, taps=taps, styles=styles,
-                  tap_styles=list(dict.fromkeys(t.style for t in taps)),
-                  reuse_size=g.nodes[reuse.node]["shape"][0] if reuse else None)
 
 
 # ---------------------------------------------------------------- rows
@@ -400,8 +410,8 @@ def _taps(g, order, items, skips):
         style = norms.BY_KIND[node["kind"]].short
         off = 0.0 if n == 1 else ball.r * 0.8 * (1 - 2 * i / (n - 1))
         drop_x = ball.x + off
-        taps.append(Tap(source=name, style=style,
-                        size=sum(grp.size for grp in g.graph["classifier"].of_layer(name)), start=items[name].top_back(),
+        size = sum(grp.size for grp in g.graph["classifier"].of_layer(name))
+        taps.append(Tap(source=name, style=style, size=size, start=items[name].top_back(),
                         lane=ceiling + 0.5 + (n - 1 - i) * spacing, drop_x=drop_x,
                         end_y=ball.y + math.sqrt(max(ball.r ** 2 - off ** 2, 0.0))))
     return taps
