@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 import normscope
-from normscope.report.draw import draw, layout, tikz
-from normscope.report.draw.layout import channels_cm
 from normscope.cli import app
 from normscope.errors import NormscopeError
+from normscope.report.draw import draw, layout, tikz
+from normscope.report.draw.layout import channels_cm
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console

@@ -15,11 +15,11 @@ import fnmatch
 
 import networkx as nx
 
-from normscope.spec import ModelSpec, load_spec
-from normscope.errors import SpecError
 from normscope import norms
+from normscope.errors import SpecError
 from normscope.model.groups import ClassifierInput
 from normscope.model.kinds import KINDS, ShapeError, fmt_shape
+from normscope.spec import ModelSpec, load_spec
 
 REUSE_NODE = "reuse"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from normscope.spec import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS
 from normscope.keys import REQUIRED, Arg
+from normscope.spec import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS
 from normscope.spec.kinds import COMMON_KEYS, KINDS
 
 BEGIN = "<!-- BEGIN GENERATED: python scripts/gen_dsl_docs.py -->"

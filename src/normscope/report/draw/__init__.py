@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from normscope.spec import ModelSpec, load_spec
 from normscope.errors import NormscopeError
 from normscope.fileio import atomic_write
 from normscope.model.graph import build_graph
 from normscope.report.draw.layout import Layout, layout
 from normscope.report.draw.tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
+from normscope.spec import ModelSpec, load_spec
 
 FORMATS = ("tex", "pdf", "png", "svg", "dot")
 DEFAULT_FORMATS = ("tex", "pdf", "png")

@@ -8,8 +8,8 @@ import subprocess
 import graphviz
 import networkx as nx
 
-from normscope.errors import NormscopeError
 from normscope import norms
+from normscope.errors import NormscopeError
 from normscope.report.draw.layout import label_of, style_of
 from normscope.report.draw.tikz import ToolMissing
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import jinja2
 
-from normscope.errors import NormscopeError
 from normscope import norms
+from normscope.errors import NormscopeError
 from normscope.report.draw.layout import STYLE_NAMES, ZX, ZY, Layout
 
 TEMPLATES = files("normscope") / "templates" / "plotneuralnet"
