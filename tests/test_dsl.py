@@ -1,12 +1,17 @@
 """The model language: expansion features and error messages (file, line, layer)."""
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
-from normscope import SpecError, build_graph, load_spec, summarize
+from normscope import SpecError, build_graph, build_model, load_spec, summarize
 from normscope.cli import app
+from normscope.report.reference import markdown
+from normscope.spec import DRAW_ARGS, TRAIN_ARGS, check_value, validate_mapping
 
 BASE = """\
 name: toy
@@ -169,11 +174,11 @@ def test_block_argument_errors(tmp_path):
 
 
 def test_train_section_is_validated(tmp_path):
-    p = write(tmp_path, "  - flatten\n  - dense\n", base=BASE.replace("layers:\n", "train: {optimiser: adam}\nlayers:\n"))
+    p = write(tmp_path, "  - flatten\n  - dense\n", top="train: {optimiser: adam}\n")
     assert "unknown key 'optimiser' in `train`; did you mean 'optimizer'?" in str(error_of(p))
-    p = write(tmp_path, "  - flatten\n  - dense\n", base=BASE.replace("layers:\n", "train: {optimizer: adamm}\nlayers:\n"))
+    p = write(tmp_path, "  - flatten\n  - dense\n", top="train: {optimizer: adamm}\n")
     assert "did you mean 'adam'" in str(error_of(p))
-    p = write(tmp_path, "  - flatten\n  - dense\n", base=BASE.replace("layers:\n", "train: {epochs: 3, lr: 0.1}\nlayers:\n"))
+    p = write(tmp_path, "  - flatten\n  - dense\n", top="train: {epochs: 3, lr: 0.1}\n")
     train = load_spec(p).train
     assert train["epochs"] == 3 and train["lr"] == 0.1 and train["optimizer"] == "adam"
 
@@ -203,10 +208,6 @@ def test_cli_exits_2_without_traceback(tmp_path):
 
 
 def test_reference_docs_are_current():
-    from pathlib import Path
-
-    from normscope.report.reference import markdown
-
     text = (Path(__file__).resolve().parents[1] / "docs" / "dsl.md").read_text()
     assert markdown() in text, "docs/dsl.md is stale: run python scripts/gen_dsl_docs.py"
     for kind in ("conv", "dense", "norm", "gdn", "concat", "add", "globalavgpool"):
@@ -214,10 +215,6 @@ def test_reference_docs_are_current():
 
 
 def test_classifier_does_not_inherit_the_default_activation(tmp_path):
-    import torch
-
-    from normscope import build_model
-
     p = write(tmp_path, "  - flatten\n  - dense: 8\n  - dense\n")          # defaults: activation relu
     spec = load_spec(p)
     assert spec.layers[1].args["activation"] == "relu"
@@ -230,8 +227,6 @@ def test_classifier_does_not_inherit_the_default_activation(tmp_path):
 
 
 def test_summary_and_variants_json():
-    import json
-
     result = CliRunner().invoke(app, ["summary", "examples/vgg16.yml", "--norm", "in", "--reuse", "--json"])
     assert result.exit_code == 0
     data = json.loads(result.output)
@@ -244,3 +239,14 @@ def test_summary_and_variants_json():
         ("none", 128), ("bn", 128), ("bn_v2", 408), ("in", 128), ("in_v2", 408), ("gdn", 128), ("gdn_v2", 268)]
     keras = CliRunner().invoke(app, ["summary", "examples/basenet.yml", "--keras"]).output
     assert "conv1 (conv)" in keras and "(None, 28, 28, 6)" in keras and "Total params: 24,197" in keras
+
+
+def test_value_and_section_checks():
+    lr = check_value("lr", 1, TRAIN_ARGS["lr"], {})
+    assert lr == 1.0 and isinstance(lr, float)                             # an int passes for a float
+    with pytest.raises(SpecError, match=r"^f:3: key 'x': 'adan' is not one of .*; did you mean 'adam'\?$"):
+        check_value("x", "adan", TRAIN_ARGS["optimizer"], {"file": "f", "line": 3})
+    assert validate_mapping("draw", None, DRAW_ARGS, "f", 1) == {
+        "abbreviations": False, "legend": True, "title": None, "scale": 1.0}
+    with pytest.raises(SpecError, match="unknown key 'legnd' in `draw`; did you mean 'legend'"):
+        validate_mapping("draw", {"legnd": True}, DRAW_ARGS, "f", 1)

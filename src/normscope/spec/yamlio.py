@@ -88,6 +88,16 @@ def load_yaml(path: Path):
     return data
 
 
+def file_of(obj, default=None):
+    """The file an LDict/LList was read from (`default` for anything else)."""
+    return getattr(obj, "file", default)
+
+
+def line_of(container, key) -> int | None:
+    """The line of a key (LDict) or an item (LList); None for plain containers."""
+    return container.line_of(key) if isinstance(container, (LDict, LList)) else None
+
+
 def plain(obj):
     """Convert LDict/LList trees back to plain dicts/lists (for JSON/YAML output)."""
     if isinstance(obj, dict):
