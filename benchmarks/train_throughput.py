@@ -4,7 +4,7 @@ Both train the same model (a normscope description and variant) with the same ba
 size, optimizer (Adam, lr 1e-3), augmentation (random crop with 4 px padding,
 horizontal flip) and device, on the same random CIFAR-sized uint8 images:
 
-- normscope: ``normscope.train.loop.train`` (data as uint8 on the device, augmentation on
+- normscope: ``normscope.train.train`` (data as uint8 on the device, augmentation on
   the device; on CUDA bfloat16 autocast + channels_last, ``--compile`` optional);
   images/s of the training loop alone, from the epochs after the first.
 - plain: a torchvision-style Dataset of PIL images with ``transforms.Compose([RandomCrop,
@@ -32,6 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from normscope import build_model
+from normscope.data.batches import DeviceData, Splits, epoch_order, to_input
+from normscope.train import pick_device, train
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,8 +48,6 @@ def make_data(path: Path, n: int, size: int, channels: int, classes: int, seed: 
 
 
 def bench_normscope(desc: Path, npz: Path, args) -> dict:
-    from normscope.train.loop import train
-
     rows = []
     t0 = time.perf_counter()
     run = train(desc, data=f"npz:{npz}", out=Path(args.tmp) / "runs", norm=args.norm, reuse=args.reuse,
@@ -62,11 +64,9 @@ def bench_normscope(desc: Path, npz: Path, args) -> dict:
 
 
 def bench_plain(desc: Path, npz: Path, args) -> dict:
-    from PIL import Image
+    from PIL import Image  # PIL, torchvision: only the plain loop's pipeline needs them
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
-
-    from normscope import build_model
 
     arrays = np.load(npz)
     x, y = arrays["x_train"], arrays["y_train"]
@@ -121,11 +121,9 @@ def bench_plain(desc: Path, npz: Path, args) -> dict:
 def bench_data_only(npz: Path, args) -> dict:
     """Images/s of the input pipelines alone (augmented, standardized batches on the device,
     no model): the ceiling each trainer has when the model is fast (a GPU)."""
-    from PIL import Image
+    from PIL import Image  # PIL, torchvision: only the plain loop's pipeline needs them
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
-
-    from normscope.train.loop import DeviceData, Splits, epoch_order, to_input
 
     arrays = np.load(npz)
     x, y = arrays["x_train"], arrays["y_train"]
@@ -189,8 +187,6 @@ def main(argv=None) -> dict:
     p.add_argument("--compile", action="store_true", help="torch.compile in normscope's trainer")
     p.add_argument("--only", choices=("normscope", "plain"), default=None)
     args = p.parse_args(argv)
-
-    from normscope.train.loop import pick_device
 
     dev = pick_device(args.device)
     args.device_resolved = str(dev)

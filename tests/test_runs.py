@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -11,10 +12,19 @@ import numpy as np
 import pytest
 import torch
 
+from normscope.train import RunConfig, train
 from normscope.train.metrics import classification_metrics
-from normscope.train.runs import (RunError, create_run_dir, load_checkpoint, load_run, read_history, save_checkpoint,
-                            write_history, write_json)
-from normscope.train.loop import _repair_best, train
+from normscope.train.runs import (
+    RunError,
+    create_run_dir,
+    load_checkpoint,
+    load_run,
+    read_history,
+    repair_best,
+    save_checkpoint,
+    write_history,
+    write_json,
+)
 
 DATA = "synthetic:train=200,test=60,size=12,classes=4"
 
@@ -129,9 +139,72 @@ def test_repair_best_after_a_kill_between_last_and_best(tmp_path):
     weights = {"w": torch.arange(3.0)}
     save_checkpoint(tmp_path / "best.pt", {"model": {"w": torch.zeros(3)}, "epoch": 1, "val_accuracy": 0.2})
     last = {"model": weights, "epoch": 2, "best_epoch": 2, "best_val_accuracy": 0.5}
-    _repair_best(tmp_path, last)
+    repair_best(tmp_path, last)
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["epoch"] == 2 and torch.equal(best["model"]["w"], weights["w"])
     # an older best stays as it is
-    _repair_best(tmp_path, {**last, "epoch": 3})
+    repair_best(tmp_path, {**last, "epoch": 3})
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+
+
+# config.json as written before RunConfig existed (normscope 0.1.0, commit 150368a)
+OLD_CONFIG = {
+    "source": "examples/tiny.yml", "name": "tiny_bn_v2", "family": "tiny", "variant": "bn_v2", "norm": "bn",
+    "reuse": True, "data": "synthetic:train=240,test=80,size=16",
+    "data_name": "synthetic:train=240,test=80,classes=10,size=16,channels=3", "data_dir": None, "subset": None,
+    "test_subset": None, "validation": 0.1, "standardize": True, "split_seed": 0,
+    "sizes": {"train": 216, "val": 24, "test": 80}, "input_shape": [3, 16, 16], "classes": 10,
+    "class_names": [f"class_{i}" for i in range(10)],
+    "mean": [0.5301948586147422, 0.5307693780637255, 0.5081282339324619],
+    "std": [0.26977874435557175, 0.26099479797947767, 0.2756304507705238], "fit_data": False,
+    "train": {"optimizer": "adamw", "lr": 0.001, "momentum": 0.0, "nesterov": False, "weight_decay": 0.004,
+              "eps": 1e-07, "betas": [0.9, 0.999], "epochs": 2, "batch_size": 32, "schedule": "none",
+              "step_size": 30, "gamma": 0.1, "warmup_epochs": 0, "label_smoothing": 0.0,
+              "augment": {"crop": 2, "flip": True}, "standardize": True, "validation": 0.1, "freeze": None,
+              "lr_mult": None, "data": "synthetic:train=240,test=80,size=16", "subset": None, "seed": 0,
+              "compile": False},
+    "device": "cpu", "amp": False, "channels_last": False, "compile": False, "eval_batch_size": 512,
+}
+
+
+def test_run_config_reads_and_writes_config_json(tmp_path):
+    write_json(tmp_path / "config.json", OLD_CONFIG)
+    config = RunConfig.read(tmp_path)
+    assert config.train.augment.crop == 2 and config.train.lr == 0.001 and config.mean == OLD_CONFIG["mean"]
+    assert config["data"] == config.get("data") == OLD_CONFIG["data"] and config["train"]["epochs"] == 2
+    (tmp_path / "again").mkdir()
+    config.write(tmp_path / "again")
+    assert (tmp_path / "again" / "config.json").read_text() == (tmp_path / "config.json").read_text()
+    # older and newer keys: what is missing takes its default, what is unknown is kept
+    trimmed = {k: v for k, v in OLD_CONFIG.items() if k not in ("source", "data_dir", "eval_batch_size")}
+    trimmed["train"] = {k: v for k, v in OLD_CONFIG["train"].items() if k not in ("compile", "augment")}
+    config = RunConfig.from_dict({**trimmed, "future": [1]})
+    assert (config.eval_batch_size, config.data_dir, config.train.compile, config.train.augment.flip) == \
+           (512, None, False, False)
+    assert config["future"] == [1] and config.to_dict()["future"] == [1]
+    with pytest.raises(RunError, match="mean"):
+        RunConfig.from_dict({k: v for k, v in OLD_CONFIG.items() if k != "mean"})
+
+
+def test_precision_on_another_kind_of_device_takes_its_defaults():
+    config = RunConfig.from_dict({**OLD_CONFIG, "amp": True, "channels_last": True})
+    assert config.precision_on(torch.device("cpu")) == (True, True)
+    assert config.precision_on(torch.device("cuda")) == (True, True)
+    assert RunConfig.from_dict(OLD_CONFIG).precision_on(torch.device("cuda")) == (True, True)
+    assert RunConfig.from_dict({**OLD_CONFIG, "device": "cuda:0"}).precision_on(torch.device("cpu")) == \
+           (False, False)
+
+
+def test_other_data_is_refused_by_load_run_and_by_resume(tmp_path, run_dir):
+    changed = tmp_path / "changed"
+    shutil.copytree(run_dir, changed)
+    config = json.loads((changed / "config.json").read_text())
+    config["mean"][0] += 1e-3
+    write_json(changed / "config.json", config)
+    with pytest.raises(RunError, match="not the one the run was trained on"):
+        load_run(changed).splits()
+    with pytest.raises(RunError, match="not the one the run was trained on"):
+        train(resume=changed, epochs=3, progress="none")
+    config["mean"][0] -= 1e-3 - 1e-8  # within the tolerance: the same data
+    write_json(changed / "config.json", config)
+    assert load_run(changed).splits().num_classes == 4

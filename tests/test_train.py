@@ -5,6 +5,7 @@ checks), the CLI, and one real-data run on a Fashion-MNIST subset."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -22,10 +23,13 @@ from typer.testing import CliRunner
 
 from normscope import build_model, load_spec, summarize
 from normscope.cli import app
+from normscope.data.batches import DeviceData, Splits, epoch_order, prepare_data
 from normscope.errors import NormscopeError, SpecError
+from normscope.spec import TRAIN_ARGS
+from normscope.train import train
+from normscope.train.optim import lr_factor, make_optimizer, param_groups
 from normscope.train.runs import load_checkpoint, read_history
-from normscope.train.loop import (KERAS_DEFAULTS, DeviceData, Splits, epoch_order, lr_factor,
-                             make_optimizer, param_groups, prepare_data, resolve_settings, train)
+from normscope.train.settings import KERAS_DEFAULTS, TrainSettings, resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -111,6 +115,14 @@ def test_settings_overrides_and_checks(tmp_path):
     assert (t["epochs"], t["lr"], t["batch_size"], t["weight_decay"]) == (7, 0.002, 16, 0.0)
     with pytest.raises(SpecError, match="nesterov"):
         resolve_settings(spec_with(tmp_path, "optimizer: sgd\nnesterov: true\n"))
+
+
+def test_train_settings_are_the_dsl_train_section(tmp_path):
+    assert [f.name for f in dataclasses.fields(TrainSettings)] == list(TRAIN_ARGS)
+    t = resolve_settings(spec_with(tmp_path, "lr_mult: {c2: 0.5}\n"), {"seed": 3})
+    assert isinstance(t, TrainSettings) and t.seed == t["seed"] == 3 and t.augment.crop == 2
+    assert TrainSettings.from_dict(t.to_dict()) == t
+    assert type(t.to_dict()["lr_mult"]) is dict and t.to_dict()["augment"] == {"crop": 2, "flip": True}
 
 
 def test_lr_schedules():
@@ -296,9 +308,14 @@ def test_gpu_code_path_on_cpu_bf16_autocast_channels_last(tmp_path):
 
 CHILD = """
 import sys, time
-from normscope.train.loop import train
-train(sys.argv[1], data=sys.argv[2], out=sys.argv[3], name="killed", progress="log",
-      callbacks=[lambda row: time.sleep(0.5)])
+from pathlib import Path
+from normscope.train import train
+
+def pause(row):  # after the epoch's checkpoints: say so, then give the parent time to kill
+    (Path(sys.argv[3]) / "epoch-done").write_text(str(row["epoch"]))
+    time.sleep(0.5)
+
+train(sys.argv[1], data=sys.argv[2], out=sys.argv[3], name="killed", progress="log", callbacks=[pause])
 """
 
 
@@ -312,7 +329,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     deadline = time.time() + 120
     try:
         while time.time() < deadline and child.poll() is None:
-            if last.is_file() and load_checkpoint(last)["epoch"] >= 1:
+            if (out / "epoch-done").is_file():  # last.pt and best.pt complete, the child asleep
                 break
             time.sleep(0.05)
         assert child.poll() is None, child.stdout.read().decode()
@@ -326,8 +343,9 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert 1 <= done < 3
     assert json.loads((run / "results.json").read_text())["status"] == "running"
     assert not list(run.glob(".*.tmp"))
-    resumed = subprocess.run([sys.executable, "-c", "from normscope.cli import main; main()", "train", "--resume", str(run),
-                              "--progress", "log"], capture_output=True, text=True, timeout=300, env=env)
+    resumed = subprocess.run([sys.executable, "-c", "from normscope.cli import main; main()", "train",
+                              "--resume", str(run), "--progress", "log"],
+                             capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert f"resuming {run} after epoch {done}" in resumed.stdout
 
@@ -394,7 +412,7 @@ def test_fashion_cnn_learns_on_a_fashion_mnist_subset(tmp_path):
 
 
 def test_vgg16_trains_on_a_cifar100_fixture(tmp_path):
-    from normscope.data import write_cifar100_fixture
+    from fixtures import write_cifar100_fixture
 
     write_cifar100_fixture(tmp_path / "data", n_train=100, n_test=50, tarball=True)
     result = CliRunner().invoke(app, ["train", str(ROOT / "examples" / "vgg16_gdn_v2.yml"), "--data", "cifar100",

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
 from normscope.cli.common import console, fail, user_errors
+from normscope.data import default_data_dir, download_cifar100
 from normscope.errors import NormscopeError
 
 METRIC_LABELS = (("loss", "loss"), ("accuracy", "accuracy"), ("precision", "precision"),
@@ -49,7 +51,7 @@ def train_cmd(
     progress: str = typer.Option("auto", "--progress", help="auto | bar | log | none"),
 ):
     """Train a model description; writes a run directory under --out."""
-    from normscope.train.loop import TrainingFailed, train
+    from normscope.train import TrainingFailed, train  # torch: only commands that train import it
 
     if progress not in ("auto", "bar", "log", "none"):
         raise NormscopeError(f"--progress must be auto, bar, log or none, got {progress!r}")
@@ -85,10 +87,7 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
     """Re-compute a run's metrics from its best checkpoint (test split by default)."""
-    from rich.table import Table
-
-    from normscope.train.runs import RESULTS, read_json
-    from normscope.train.loop import SCALAR_METRICS, evaluate_run
+    from normscope.train import SCALAR_METRICS, evaluate_run, runs  # torch: only commands that train import it
 
     if split not in ("test", "val", "train"):
         raise NormscopeError(f"--split must be test, val or train, got {split!r}")
@@ -97,9 +96,9 @@ def eval_cmd(
         sys.stdout.write(json.dumps({k: m[k] for k in SCALAR_METRICS}, indent=2) + "\n")
         return
     recorded = {}
-    results_path = run_dir / RESULTS
+    results_path = run_dir / runs.RESULTS
     if results_path.is_file():
-        recorded = (read_json(results_path).get(split) or {}) if checkpoint == "best" else {}
+        recorded = (runs.read_json(results_path).get(split) or {}) if checkpoint == "best" else {}
     table = Table(title=f"{run_dir} - {split} ({checkpoint} checkpoint)", title_justify="left",
                   header_style="bold")
     table.add_column("metric")
@@ -122,7 +121,6 @@ data_app = typer.Typer(no_args_is_help=True, help="Data sets: download, inspect.
 def data_download(name: str = typer.Argument(..., help="cifar100"),
                   data_dir: Optional[Path] = DataDirOpt):
     """Download a data set (CIFAR-100) where the internet is reachable."""
-    from normscope.data import default_data_dir, download_cifar100
 
     key = name.lower().replace("_", "-")
     if key in ("cifar100", "cifar-100", "cifar100-coarse"):
@@ -144,7 +142,7 @@ def data_info(spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | n
               validation: float = typer.Option(0.1, "--validation", help="validation fraction"),
               as_json: bool = typer.Option(False, "--json")):
     """Sizes, image shape, classes and training statistics of a data set."""
-    from normscope.train.loop import prepare_data
+    from normscope.data.batches import prepare_data  # torch: only commands that load data import it
 
     if not 0 <= validation < 1:
         raise NormscopeError("--validation must be in [0, 1)")

@@ -38,11 +38,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from normscope.errors import NormscopeError
-from normscope.fileio import atomic_write, write_json  # noqa: F401  (write_json: part of this API)
+import numpy
+import torch
+
+from normscope import __version__
+from normscope.data.batches import Splits, to_input
+from normscope.fileio import atomic_write, write_json
+from normscope.model.build import build_model
+from normscope.spec import load_spec
+from normscope.train.config import CONFIG, RunConfig
+from normscope.train.errors import RunError
 
 DESCRIPTION = "description.yml"
-CONFIG = "config.json"
 ENV = "env.json"
 METRICS = "metrics.csv"
 LAST = "last.pt"
@@ -54,13 +61,11 @@ CURVES = "curves.png"
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
-__all__ = ["Run", "RunError", "load_run", "create_run_dir", "default_run_name", "save_checkpoint",
-           "load_checkpoint", "write_json", "read_json", "environment", "write_history",
-           "read_history", "write_per_class", "write_confusion", "plot_curves"]
-
-
-class RunError(NormscopeError):
-    """A run directory is missing, incomplete or not a normscope run."""
+__all__ = ["DESCRIPTION", "CONFIG", "ENV", "METRICS", "LAST", "BEST", "RESULTS", "PER_CLASS", "CONFUSION",
+           "CURVES", "HISTORY_COLUMNS", "Run", "RunConfig", "RunError", "load_run", "create_run_dir",
+           "safe_name", "default_run_name", "save_checkpoint", "load_checkpoint", "repair_best", "write_json",
+           "read_json", "write_text", "environment", "write_history", "read_history", "write_per_class",
+           "write_confusion", "plot_curves"]
 
 
 # --------------------------------------------------------------------------- #
@@ -79,14 +84,10 @@ def read_json(path: Path) -> dict:
 
 def save_checkpoint(path: Path, obj: dict) -> None:
     """torch.save ``obj`` (tensors and plain containers only) atomically."""
-    import torch
-
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: checkpoint not found")
@@ -94,6 +95,18 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
         raise RunError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def repair_best(run_dir: Path, checkpoint: dict) -> None:
+    """A kill between writing last.pt and best.pt leaves best.pt one improvement behind;
+    given last.pt's ``checkpoint``, rewrite best.pt with the weights it should hold (those
+    of last.pt when its epoch was the best one)."""
+    best_path = Path(run_dir) / BEST
+    if checkpoint["best_epoch"] == checkpoint["epoch"]:
+        current = load_checkpoint(best_path)["epoch"] if best_path.is_file() else None
+        if current != checkpoint["epoch"]:
+            save_checkpoint(best_path, {"model": checkpoint["model"], "epoch": checkpoint["epoch"],
+                                        "val_accuracy": checkpoint["best_val_accuracy"]})
 
 
 # --------------------------------------------------------------------------- #
@@ -156,11 +169,6 @@ def _git_commit(where: Path) -> dict:
 
 def environment(device=None) -> dict:
     """Versions, device and git commit of the normscope source, for env.json."""
-    import numpy
-    import torch
-
-    from normscope import __version__
-
     env: dict[str, Any] = {
         "normscope": __version__,
         "python": platform.python_version(),
@@ -173,7 +181,7 @@ def environment(device=None) -> dict:
         "started": datetime.now().isoformat(timespec="seconds"),
     }
     try:
-        import torchvision
+        import torchvision  # optional and slow to import: only its version is wanted here
         env["torchvision"] = torchvision.__version__
     except Exception:
         env["torchvision"] = None
@@ -247,9 +255,9 @@ def write_confusion(path: Path, class_names, confusion) -> None:
 def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
     """Loss and accuracy per epoch (train and validation) and the learning rate, as PNG.
     Uses the Agg canvas directly: the global matplotlib backend is left alone."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: heavy, only for the curves
+    from matplotlib.figure import Figure  # (as above)
+    from matplotlib.ticker import MaxNLocator  # (as above)
 
     fig = Figure(figsize=(12, 3.6), dpi=110)
     FigureCanvasAgg(fig)
@@ -290,20 +298,18 @@ def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
 class Run:
     """A finished (or running, or failed) run directory.
 
-    Attributes: ``path``, ``config`` (config.json), ``results`` (results.json), ``env``,
-    ``history`` (metrics.csv rows), ``spec`` (the ModelSpec of description.yml),
+    Attributes: ``path``, ``config`` (config.json, a RunConfig), ``results`` (results.json),
+    ``env``, ``history`` (metrics.csv rows), ``spec`` (the ModelSpec of description.yml),
     ``class_names``. ``model`` loads the chosen checkpoint (best by default) on ``device``
     in eval mode, once.
     """
 
     def __init__(self, path: Path, device="cpu", checkpoint: str = "best", data_dir=None):
-        from normscope.spec import load_spec
-
         self.path = Path(path)
         self.device = device
         self.checkpoint = checkpoint
         self.data_dir = data_dir
-        self.config = read_json(self.path / CONFIG)
+        self.config = RunConfig.read(self.path)
         self.results = read_json(self.path / RESULTS) if (self.path / RESULTS).is_file() else {}
         self.env = read_json(self.path / ENV) if (self.path / ENV).is_file() else {}
         self.history = read_history(self.path / METRICS)
@@ -321,12 +327,10 @@ class Run:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.config["class_names"])
+        return list(self.config.class_names)
 
     def build_model(self):
         """A fresh (untrained) model of this run, on CPU, in train mode."""
-        from normscope.model.build import build_model
-
         return build_model(self.path / DESCRIPTION)
 
     def checkpoint_path(self, which: str | None = None) -> Path:
@@ -352,38 +356,22 @@ class Run:
             self._model = self.load_model()
         return self._model
 
-    def splits(self):
+    def splits(self) -> Splits:
         """The run's data (uint8 images, labels, statistics) re-loaded exactly as in training."""
         if self._splits is None:
-            from normscope.train.loop import prepare_data
-
-            c = self.config
-            self._splits = prepare_data(c["data"], data_dir=self.data_dir or c.get("data_dir"),
-                                        subset=c.get("subset"), test_subset=c.get("test_subset"),
-                                        validation=c["validation"], standardize=c["standardize"],
-                                        split_seed=c["split_seed"])
-            saved = (c["mean"], c["std"])
-            got = (self._splits.mean.tolist(), self._splits.std.tolist())
-            if any(abs(a - b) > 1e-6 for s, g in zip(saved, got) for a, b in zip(s, g)):
-                raise RunError(f"{self.path}: the data set {c['data']!r} found now differs from the "
-                               "one the run was trained on (its channel statistics changed)")
+            self._splits = self.config.load_splits(self.data_dir, where=self.path)
         return self._splits
 
     def split(self, which: str, device=None):
         """``(x, y)`` of split ``which`` ('train' | 'val' | 'test'): x a float32 N x C x H x W
         tensor standardized with the training statistics, y int64 labels; exactly the
         trainer's input (without augmentation)."""
-        import torch
-
-        from normscope.train.loop import to_input
-
         s = self.splits()
         if which not in s.x:
             raise RunError(f"unknown split {which!r}; use train, val or test")
         dev = device or self.device
-        x = torch.from_numpy(s.x[which]).permute(0, 3, 1, 2).contiguous().to(dev)
         mean, std = s.stat_tensors(dev)
-        return to_input(x, mean, std), torch.from_numpy(s.y[which]).to(dev)
+        return to_input(s.images(which, dev), mean, std), torch.from_numpy(s.y[which]).to(dev)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.spec.name!r}, status={self.status!r})"
