@@ -50,26 +50,44 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = (f"synthetic:train={max(args.baseline_samples, 1000) + 200},test={args.samples},"
-                "classes=100,size=32,channels=3")
+        data = (
+            f"synthetic:train={max(args.baseline_samples, 1000) + 200},test={args.samples},"
+            "classes=100,size=32,channels=3"
+        )
         t = time.perf_counter()
-        run_dir = train(args.model, data=data, out=tmp, name="bench", epochs=1, device=args.device,
-                        progress="none", fit_data=True)
+        run_dir = train(
+            args.model, data=data, out=tmp, name="bench", epochs=1, device=args.device, progress="none", fit_data=True
+        )
         train_s = time.perf_counter() - t
 
         times, result = [], None
         for _ in range(args.repeat):
             t = time.perf_counter()
-            result = attribute_run(run_dir, samples=args.samples, baseline_samples=args.baseline_samples,
-                                   device=args.device, by_class=True, quiet=True)
+            result = attribute_run(
+                run_dir,
+                samples=args.samples,
+                baseline_samples=args.baseline_samples,
+                device=args.device,
+                by_class=True,
+                quiet=True,
+            )
             times.append(time.perf_counter() - t)
 
         cli_s = None
         if not args.no_cli:
             exe = Path(sys.executable).with_name("normscope")
-            cmd = [str(exe) if exe.exists() else "normscope", "attribute", str(run_dir), "--samples",
-                   str(args.samples), "--baseline-samples", str(args.baseline_samples), "--by-class",
-                   "--device", args.device]
+            cmd = [
+                str(exe) if exe.exists() else "normscope",
+                "attribute",
+                str(run_dir),
+                "--samples",
+                str(args.samples),
+                "--baseline-samples",
+                str(args.baseline_samples),
+                "--by-class",
+                "--device",
+                args.device,
+            ]
             env = dict(os.environ)
             if args.threads:
                 env["OMP_NUM_THREADS"] = str(args.threads)
@@ -78,16 +96,27 @@ def main() -> None:
             cli_s = time.perf_counter() - t
 
     out = {
-        "model": Path(args.model).stem, "device": args.device, "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "samples": result["samples"], "baseline_images": result["baseline_images"],
-        "classifier_input": result["classifier_input_size"], "groups": len(result["groups"]),
-        "attribute_run_seconds": [round(v, 2) for v in times], "attribute_run_best": round(min(times), 2),
-        "phases_last_call": result["seconds"], "cli_seconds": None if cli_s is None else round(cli_s, 2),
-        "train_one_epoch_seconds": round(train_s, 1), "torch": torch.__version__,
+        "model": Path(args.model).stem,
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "samples": result["samples"],
+        "baseline_images": result["baseline_images"],
+        "classifier_input": result["classifier_input_size"],
+        "groups": len(result["groups"]),
+        "attribute_run_seconds": [round(v, 2) for v in times],
+        "attribute_run_best": round(min(times), 2),
+        "phases_last_call": result["seconds"],
+        "cli_seconds": None if cli_s is None else round(cli_s, 2),
+        "train_one_epoch_seconds": round(train_s, 1),
+        "torch": torch.__version__,
     }
     print(json.dumps(out, indent=2))
-    print(f"{out['model']}: {out['samples']} images attributed in {out['attribute_run_best']} s "
-          f"(attribute_run, best of {args.repeat}); command line {out['cli_seconds']} s", file=sys.stderr)
+    print(
+        f"{out['model']}: {out['samples']} images attributed in {out['attribute_run_best']} s "
+        f"(attribute_run, best of {args.repeat}); command line {out['cli_seconds']} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

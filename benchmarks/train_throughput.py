@@ -41,26 +41,47 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_data(path: Path, n: int, size: int, channels: int, classes: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    np.savez(path, x_train=rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8),
-             y_train=rng.integers(0, classes, n), x_test=rng.integers(0, 256, (64, size, size, channels),
-                                                                        dtype=np.uint8),
-             y_test=rng.integers(0, classes, 64), class_names=np.array([f"c{i}" for i in range(classes)]))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8),
+        y_train=rng.integers(0, classes, n),
+        x_test=rng.integers(0, 256, (64, size, size, channels), dtype=np.uint8),
+        y_test=rng.integers(0, classes, 64),
+        class_names=np.array([f"c{i}" for i in range(classes)]),
+    )
 
 
 def bench_normscope(desc: Path, npz: Path, args) -> dict:
     rows = []
     t0 = time.perf_counter()
-    run = train(desc, data=f"npz:{npz}", out=Path(args.tmp) / "runs", norm=args.norm, reuse=args.reuse,
-                epochs=args.epochs, batch_size=args.batch_size, device=args.device, fit_data=True,
-                compile=args.compile, progress="none", callbacks=[rows.append])
+    run = train(
+        desc,
+        data=f"npz:{npz}",
+        out=Path(args.tmp) / "runs",
+        norm=args.norm,
+        reuse=args.reuse,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=args.device,
+        fit_data=True,
+        compile=args.compile,
+        progress="none",
+        callbacks=[rows.append],
+    )
     wall = time.perf_counter() - t0
     cfg = json.loads((run / "config.json").read_text())
     n = cfg["sizes"]["train"]
     steady = rows[1:] or rows
     seconds = sum(r["train_seconds"] for r in steady)
-    return {"images_per_second": n * len(steady) / seconds, "train_images": n,
-            "epoch_seconds": [round(r["train_seconds"], 3) for r in rows], "wall_seconds": round(wall, 2),
-            "amp": cfg["amp"], "channels_last": cfg["channels_last"], "compile": cfg["compile"]}
+    return {
+        "images_per_second": n * len(steady) / seconds,
+        "train_images": n,
+        "epoch_seconds": [round(r["train_seconds"], 3) for r in rows],
+        "wall_seconds": round(wall, 2),
+        "amp": cfg["amp"],
+        "channels_last": cfg["channels_last"],
+        "compile": cfg["compile"],
+    }
 
 
 def bench_plain(desc: Path, npz: Path, args) -> dict:
@@ -86,15 +107,27 @@ def bench_plain(desc: Path, npz: Path, args) -> dict:
             img = Image.fromarray(img[..., 0] if channels == 1 else img)
             return self.transform(img), int(self.labels[i])
 
-    tf = transforms.Compose([transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip(),
-                             transforms.ToTensor(), transforms.Normalize(mean, std)])
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
     device = torch.device(args.device_resolved)
-    loader = DataLoader(ImageArrays(x, y, tf), batch_size=args.batch_size, shuffle=True,
-                        num_workers=args.workers, pin_memory=device.type == "cuda",
-                        persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        ImageArrays(x, y, tf),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+    )
     torch.manual_seed(0)
-    model = build_model(desc, norm=args.norm, reuse=args.reuse, input_shape=(channels, size, size),
-                        classes=args.classes).to(device)
+    model = build_model(
+        desc, norm=args.norm, reuse=args.reuse, input_shape=(channels, size, size), classes=args.classes
+    ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
     times = []
@@ -114,8 +147,12 @@ def bench_plain(desc: Path, npz: Path, args) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     steady = times[1:] or times
-    return {"images_per_second": len(x) * len(steady) / sum(steady), "train_images": len(x),
-            "epoch_seconds": [round(t, 3) for t in times], "workers": args.workers}
+    return {
+        "images_per_second": len(x) * len(steady) / sum(steady),
+        "train_images": len(x),
+        "epoch_seconds": [round(t, 3) for t in times],
+        "workers": args.workers,
+    }
 
 
 def bench_data_only(npz: Path, args) -> dict:
@@ -135,8 +172,14 @@ def bench_data_only(npz: Path, args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    s = Splits("bench", {"train": x, "val": x[:0], "test": x[:1]}, {"train": y, "val": y[:0], "test": y[:1]},
-               mean, std, [str(i) for i in range(args.classes)])
+    s = Splits(
+        "bench",
+        {"train": x, "val": x[:0], "test": x[:1]},
+        {"train": y, "val": y[:0], "test": y[:1]},
+        mean,
+        std,
+        [str(i) for i in range(args.classes)],
+    )
     data = DeviceData(s, device, crop=4)
     sync()
     t0 = time.perf_counter()
@@ -157,10 +200,21 @@ def bench_data_only(npz: Path, args) -> dict:
             img = x[i]
             return tf(Image.fromarray(img[..., 0] if channels == 1 else img)), int(y[i])
 
-    tf = transforms.Compose([transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip(),
-                             transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist())])
-    loader = DataLoader(ImageArrays(), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == "cuda")
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean.tolist(), std.tolist()),
+        ]
+    )
+    loader = DataLoader(
+        ImageArrays(),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+    )
     sync()
     t0 = time.perf_counter()
     for _ in range(2):
@@ -197,14 +251,24 @@ def main(argv=None) -> dict:
         npz = Path(tmp) / "data.npz"
         make_data(npz, args.n, args.size, args.channels, args.classes)
         desc = Path(tmp) / "bench.yml"  # the model with the benchmark's settings
-        desc.write_text(f"extends: {Path(args.model).resolve()}\n"
-                        "train: {optimizer: adam, lr: 0.001, validation: 0.0, augment: {crop: 4, flip: true}}\n")
-        result = {"model": Path(args.model).stem, "norm": args.norm, "reuse": args.reuse, "device": str(dev),
-                  "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                  "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "batch_size": args.batch_size, "epochs": args.epochs,
-                  "image": [args.channels, args.size, args.size], "classes": args.classes,
-                  "load_average": os.getloadavg()[0]}
+        desc.write_text(
+            f"extends: {Path(args.model).resolve()}\n"
+            "train: {optimizer: adam, lr: 0.001, validation: 0.0, augment: {crop: 4, flip: true}}\n"
+        )
+        result = {
+            "model": Path(args.model).stem,
+            "norm": args.norm,
+            "reuse": args.reuse,
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "image": [args.channels, args.size, args.size],
+            "classes": args.classes,
+            "load_average": os.getloadavg()[0],
+        }
         if args.only in (None, "normscope"):
             result["normscope"] = bench_normscope(desc, npz, args)
         if args.only in (None, "plain"):
@@ -215,10 +279,13 @@ def main(argv=None) -> dict:
             result["ratio"] = result["normscope"]["images_per_second"] / result["plain"]["images_per_second"]
     print(json.dumps(result, indent=2))
     if "ratio" in result:
-        print(f"{result['model']}_{args.norm}{'_v2' if args.reuse else ''} on {result['device_name']}: normscope "
-              f"{result['normscope']['images_per_second']:.0f} img/s, plain loop "
-              f"{result['plain']['images_per_second']:.0f} img/s, ratio {result['ratio']:.2f}x; input pipelines "
-              f"alone: {result['data_pipeline_only']['ratio']:.1f}x", file=sys.stderr)
+        print(
+            f"{result['model']}_{args.norm}{'_v2' if args.reuse else ''} on {result['device_name']}: normscope "
+            f"{result['normscope']['images_per_second']:.0f} img/s, plain loop "
+            f"{result['plain']['images_per_second']:.0f} img/s, ratio {result['ratio']:.2f}x; input pipelines "
+            f"alone: {result['data_pipeline_only']['ratio']:.1f}x",
+            file=sys.stderr,
+        )
     return result
 
 

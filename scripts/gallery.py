@@ -40,8 +40,7 @@ def entry(path: Path) -> str:
     about = spec.document.get("description") or ""
     rel = path.relative_to(ROOT)
     print(f"{rel} -> {png.relative_to(ROOT)} ({png.stat().st_size // 1024} KiB)")
-    return (f"### {spec.name}\n\n{about}\n\n`normscope draw {rel}`\n\n"
-            f"![{spec.name}](gallery/{png.name})\n")
+    return f"### {spec.name}\n\n{about}\n\n`normscope draw {rel}`\n\n![{spec.name}](gallery/{png.name})\n"
 
 
 def reused_statistics() -> str:
@@ -83,7 +82,7 @@ def main():
     parts += [entry(p) for p in course]
     (DOCS / "gallery.md").write_text("\n".join(parts))
     total = sum(p.stat().st_size for p in OUT.glob("*.png"))
-    print(f"wrote docs/gallery.md, {len(study) + len(course)} diagrams, {total / 2 ** 20:.1f} MiB")
+    print(f"wrote docs/gallery.md, {len(study) + len(course)} diagrams, {total / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -59,9 +59,7 @@ def _cifar100_pickles(n_train: int, n_test: int, seed: int, bytes_keys: bool) ->
     def enc(s: str) -> Any:
         return s.encode("latin1") if bytes_keys else s
 
-    syn = make_synthetic(
-        n_train=n_train, n_test=n_test, num_classes=100, size=32, channels=3, seed=seed
-    )
+    syn = make_synthetic(n_train=n_train, n_test=n_test, num_classes=100, size=32, channels=3, seed=seed)
     blobs: dict[str, bytes] = {}
     for split, x, y, label in (
         ("train", syn.x_train, syn.y_train, "training batch 1 of 1"),
@@ -99,16 +97,12 @@ def _write_cifar100_tarball(out: Path, blobs: dict[str, bytes]) -> Path:
     return out
 
 
-def write_fashion_mnist_fixture(
-    root: str | Path, n_train: int = 120, n_test: int = 40, seed: int = 0
-) -> Path:
+def write_fashion_mnist_fixture(root: str | Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:
     """Write tiny Fashion-MNIST-format IDX .gz files (28x28 grayscale, 10 classes)
     into ``root`` and return it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    syn = make_synthetic(
-        n_train=n_train, n_test=n_test, num_classes=10, size=28, channels=1, seed=seed
-    )
+    syn = make_synthetic(n_train=n_train, n_test=n_test, num_classes=10, size=28, channels=1, seed=seed)
     write_idx(root / f"{FASHION_MNIST_FILES['x_train']}.gz", syn.x_train[..., 0])
     write_idx(root / f"{FASHION_MNIST_FILES['y_train']}.gz", syn.y_train)
     write_idx(root / f"{FASHION_MNIST_FILES['x_test']}.gz", syn.x_test[..., 0])

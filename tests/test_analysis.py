@@ -102,14 +102,14 @@ def stats_data(n: int, rng: np.random.Generator, size: int = 8):
     """4 classes = 2 x (channel 0 dark | bright) + (channel 1 low | high contrast); the
     texture is noise standardized per image, so nothing but the statistics carries the label."""
     y = rng.integers(0, 4, n)
-    noise = _standardized(rng.standard_normal((n, size, size, 3)))   # |noise| <= sqrt(63) < 7.94
+    noise = _standardized(rng.standard_normal((n, size, size, 3)))  # |noise| <= sqrt(63) < 7.94
     mean = rng.uniform(120, 136, (n, 3))
     sd = rng.uniform(4, 12, (n, 3))
     mean[:, 0] += np.where(y // 2 == 1, 40.0, -40.0)
     sd[:, 0] = rng.uniform(4, 9, n)
     sd[:, 1] = np.where(y % 2 == 1, rng.uniform(11, 14, n), rng.uniform(3, 5, n))
     x = mean[:, None, None, :] + sd[:, None, None, :] * noise
-    assert x.min() >= 0 and x.max() <= 255   # never clipped: clipping would leak the label
+    assert x.min() >= 0 and x.max() <= 255  # never clipped: clipping would leak the label
     return np.round(x).astype(np.uint8), y.astype(np.int64)
 
 
@@ -121,8 +121,9 @@ def pattern_data(n: int, rng: np.random.Generator, size: int = 8):
     i = np.arange(size)
     rows = np.broadcast_to(i[:, None], (size, size))
     cols = np.broadcast_to(i[None, :], (size, size))
-    patterns = np.stack([(-1.0) ** rows, (-1.0) ** cols, (-1.0) ** (rows + cols),
-                         np.where((rows // 2) % 2 == 0, 1.0, -1.0)])
+    patterns = np.stack(
+        [(-1.0) ** rows, (-1.0) ** cols, (-1.0) ** (rows + cols), np.where((rows // 2) % 2 == 0, 1.0, -1.0)]
+    )
     x = patterns[y][:, :, :, None] + 0.5 * rng.standard_normal((n, size, size, 3))
     x = _standardized(x)
     mean = rng.uniform(96, 160, (n, 3))
@@ -149,7 +150,7 @@ def fit(model, x, y, epochs=15, batch_size=64, lr=3e-3, seed=0):
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -163,7 +164,7 @@ def planted(make, tiny_yml, norm, reuse, seed=0, n_train=1024, n_test=512):
     xte, yte = make(n_test, rng)
     tr, te = to_tensors(xtr, xte)
     ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
-    with threads(1):      # module-scoped fixtures run before the autouse one
+    with threads(1):  # module-scoped fixtures run before the autouse one
         torch.manual_seed(seed)
         model = ns.build_model(tiny_yml, norm=norm, reuse=reuse, input_shape=(3, 8, 8), classes=4)
         fit(model, tr, ytr, seed=seed)
@@ -192,15 +193,15 @@ def pattern_in_v2(tiny_yml):
 
 def test_planted_stats_in_v2_relies_on_the_input_statistics(stats_in_v2):
     r = stats_in_v2
-    assert r["accuracy"] > 0.75                         # chance is 0.25
-    assert r["stats_share"] > 0.6                       # most |IG| on the statistics ...
+    assert r["accuracy"] > 0.75  # chance is 0.25
+    assert r["stats_share"] > 0.6  # most |IG| on the statistics ...
     in1 = row(r, "layer", "in1")
-    assert in1["ig_share"] > 0.6                        # ... of the input's norm layer
+    assert in1["ig_share"] > 0.6  # ... of the input's norm layer
     assert in1["logit_share"] > 0.6
-    assert in1["permutation_accuracy_drop"] > 0.4       # shuffling them: near chance
+    assert in1["permutation_accuracy_drop"] > 0.4  # shuffling them: near chance
     assert in1["ablation_accuracy_drop"] > 0.4
-    assert row(r, "group", "in1.mean")["permutation_accuracy_drop"] > 0.2    # brightness
-    assert row(r, "group", "in1.var")["permutation_accuracy_drop"] > 0.2     # contrast
+    assert row(r, "group", "in1.mean")["permutation_accuracy_drop"] > 0.2  # brightness
+    assert row(r, "group", "in1.var")["permutation_accuracy_drop"] > 0.2  # contrast
     # the features (computed from the normalized, label-free input) do not matter
     feats = row(r, "total", "features")
     assert feats["permutation_accuracy_drop"] < 0.05
@@ -211,7 +212,7 @@ def test_planted_stats_in_v2_relies_on_the_input_statistics(stats_in_v2):
 
 def test_planted_stats_in_stays_at_chance(tiny_yml):
     r = planted(stats_data, tiny_yml, "in", False)
-    assert r["accuracy"] < 0.35                         # 4 balanced classes: chance 0.25
+    assert r["accuracy"] < 0.35  # 4 balanced classes: chance 0.25
     assert r["features_only"] and r["stats_share"] == 0.0
     assert [g["name"] for g in r["groups"]] == ["features"]
     assert r["groups"][0]["ig_share"] == pytest.approx(1.0)
@@ -228,8 +229,10 @@ def test_planted_control_pattern_input_statistics_negligible(pattern_in_v2):
     # Reported, not asserted away: the deeper layer's variances measure the texture energy
     # after the first conv, which depends on the pattern, so they may legitimately matter.
     in2 = row(r, "layer", "in2")
-    print(f"\ncontrol: in2 ig_share {in2['ig_share']:.3f}, permutation drop "
-          f"{in2['permutation_accuracy_drop']:.3f}; features ig_share {row(r, 'total', 'features')['ig_share']:.3f}")
+    print(
+        f"\ncontrol: in2 ig_share {in2['ig_share']:.3f}, permutation drop "
+        f"{in2['permutation_accuracy_drop']:.3f}; features ig_share {row(r, 'total', 'features')['ig_share']:.3f}"
+    )
     assert math.isfinite(in2["ig_share"])
 
 
@@ -273,18 +276,19 @@ def test_bn_v2_statistics_are_constant_in_eval():
     torch.manual_seed(0)
     model = ns.build_model(EX / "perceptnet_bn_v2.yml", classes=10)
     model.train()
-    with torch.no_grad():                    # give the running statistics some values
+    with torch.no_grad():  # give the running statistics some values
         for _ in range(3):
             model(torch.randn(16, 3, 32, 32) * 2 + 1)
-    r = attribute(model, torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)),
-                  baseline_x=torch.randn(16, 3, 32, 32), repeats=2)
-    assert model.training                     # the mode is restored
+    r = attribute(
+        model, torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)), baseline_x=torch.randn(16, 3, 32, 32), repeats=2
+    )
+    assert model.training  # the mode is restored
     for g in r["groups"][1:]:
         assert g["constant"]
         assert g["ig_share"] == 0 and g["permutation_accuracy_drop"] == 0 and g["ablation_accuracy_drop"] == 0
     assert r["stats_share"] == 0
     assert any("constant" in n for n in r["notes"])
-    assert any(abs(g["logit_offset"]) > 0 for g in r["groups"][1:])   # a fixed bias, though
+    assert any(abs(g["logit_offset"]) > 0 for g in r["groups"][1:])  # a fixed bias, though
 
 
 def test_methods_subset_and_errors():
@@ -295,7 +299,7 @@ def test_methods_subset_and_errors():
     assert r["stats_share"] is None and r["stats_logit_share"] is not None
     assert all(g["ig_share"] is None and g["permutation_accuracy_drop"] is None for g in r["groups"])
     assert [g["name"] for g in r["groups"]][1:] == [f"gdn{i}.denominator" for i in range(1, 5)]
-    assert any("baseline" in n for n in r["notes"])          # no training images given
+    assert any("baseline" in n for n in r["notes"])  # no training images given
     assert parse_methods(None) == METHODS
     assert parse_methods(["ig", "permutation,logit"]) == ("ig", "logit", "permutation")
     with pytest.raises(NormscopeError, match="unknown method"):
@@ -309,20 +313,36 @@ def test_methods_subset_and_errors():
 def test_outputs_written(tmp_path):
     torch.manual_seed(0)
     model = ns.build_model(EX / "perceptnet_in_v2.yml", classes=3).eval()
-    r = attribute(model, torch.randn(24, 3, 32, 32), torch.randint(0, 3, (24,)), by_class=True,
-                  class_names=["a", "b", "c"], repeats=2, n_steps=4)
+    r = attribute(
+        model,
+        torch.randn(24, 3, 32, 32),
+        torch.randint(0, 3, (24,)),
+        by_class=True,
+        class_names=["a", "b", "c"],
+        repeats=2,
+        n_steps=4,
+    )
     write_attribution(tmp_path / "attribution.json", r)
     doc = json.loads((tmp_path / "attribution.json").read_text())
     assert "per_class" not in doc and doc["groups"][0]["name"] == "features"
-    assert {"name", "size", "ig_share", "ig_share_per_dim", "logit_share", "permutation_accuracy_drop",
-            "permutation_loss_rise", "ablation_accuracy_drop", "ablation_loss_rise"} <= set(doc["groups"][1])
+    assert {
+        "name",
+        "size",
+        "ig_share",
+        "ig_share_per_dim",
+        "logit_share",
+        "permutation_accuracy_drop",
+        "permutation_loss_rise",
+        "ablation_accuracy_drop",
+        "ablation_loss_rise",
+    } <= set(doc["groups"][1])
     write_per_class_csv(tmp_path / "pc.csv", r)
     lines = (tmp_path / "pc.csv").read_text().splitlines()
     assert lines[0].startswith("class,class_name,images,accuracy,unit")
     assert len(lines) == 1 + len(r["per_class"])
     plot_attribution(tmp_path / "a.png", r, title="t")
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(tmp_path.glob(".*.tmp"))                 # no temporary files left
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left
 
 
 def test_build_units_of_the_study_model():
@@ -345,20 +365,49 @@ def planted_runs(tmp_path_factory, tiny_yml):
     xtr, ytr = stats_data(800, rng)
     xte, yte = stats_data(300, rng)
     npz = root / "planted.npz"
-    np.savez(npz, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte,
-             class_names=np.array(["dark-low", "dark-high", "bright-low", "bright-high"]))
+    np.savez(
+        npz,
+        x_train=xtr,
+        y_train=ytr,
+        x_test=xte,
+        y_test=yte,
+        class_names=np.array(["dark-low", "dark-high", "bright-low", "bright-high"]),
+    )
     runs = {}
     for key, reuse in (("in_v2", True), ("in", False)):
         with threads(1):
-            runs[key] = train(tiny_yml, data=f"npz:{npz}", out=root, name=key, norm="in", reuse=reuse,
-                              epochs=12 if reuse else 1, device="cpu", progress="none")
+            runs[key] = train(
+                tiny_yml,
+                data=f"npz:{npz}",
+                out=root,
+                name=key,
+                norm="in",
+                reuse=reuse,
+                epochs=12 if reuse else 1,
+                device="cpu",
+                progress="none",
+            )
     return runs
 
 
 def test_cli_attribute_on_a_trained_in_v2_run(planted_runs):
     run_dir = planted_runs["in_v2"]
-    res = CliRunner().invoke(app, ["attribute", str(run_dir), "--samples", "200", "--by-class",
-                                   "--steps", "8", "--repeats", "3", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "attribute",
+            str(run_dir),
+            "--samples",
+            "200",
+            "--by-class",
+            "--steps",
+            "8",
+            "--repeats",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "stats_share" in res.output and "in1.mean" in res.output
     doc = json.loads((run_dir / "attribution.json").read_text())
@@ -374,23 +423,40 @@ def test_cli_attribute_on_a_trained_in_v2_run(planted_runs):
 
 def test_cli_attribute_json_prints_what_it_wrote(planted_runs, tmp_path):
     out = tmp_path / "json"
-    res = CliRunner().invoke(app, ["attribute", str(planted_runs["in_v2"]), "--json", "--samples", "100",
-                                   "--steps", "4", "--repeats", "2", "--device", "cpu", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "attribute",
+            str(planted_runs["in_v2"]),
+            "--json",
+            "--samples",
+            "100",
+            "--steps",
+            "4",
+            "--repeats",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, (res.output, res.exception)
-    doc = json.loads(res.stdout)                            # stdout is the JSON and nothing else
+    doc = json.loads(res.stdout)  # stdout is the JSON and nothing else
     written = json.loads((out / "attribution.json").read_text())
     assert doc["files"] == [str(out / "attribution.json"), str(out / "attribution.png")]
     assert {k: v for k, v in doc.items() if k != "files"} == written
     statistics = next(t for t in doc["totals"] if t["name"] == "statistics")
     assert doc["stats_share"] == statistics["ig_share"] == written["stats_share"]
-    assert 0.5 < doc["stats_share"] <= 1                    # the planted reliance, as in the table
+    assert 0.5 < doc["stats_share"] <= 1  # the planted reliance, as in the table
     assert doc["samples"] == 100 and "per_class" not in doc
 
 
 def test_cli_attribute_run_without_reuse(planted_runs):
     run_dir = planted_runs["in"]
-    res = CliRunner().invoke(app, ["attribute", str(run_dir), "--samples", "100", "--methods", "ig,logit",
-                                   "--device", "cpu"])
+    res = CliRunner().invoke(
+        app, ["attribute", str(run_dir), "--samples", "100", "--methods", "ig,logit", "--device", "cpu"]
+    )
     assert res.exit_code == 0, res.output
     assert "features only" in res.output
     doc = json.loads((run_dir / "attribution.json").read_text())
@@ -413,8 +479,9 @@ def test_cli_attribute_user_errors(tmp_path, planted_runs):
 
 def test_attribute_run_python_api_as_the_study_calls_it(planted_runs, tmp_path):
     out = tmp_path / "elsewhere"
-    r = attribute_run(planted_runs["in_v2"], samples=64, device="cpu", quiet=True, out=out,
-                      methods="logit,permutation", repeats=2)
+    r = attribute_run(
+        planted_runs["in_v2"], samples=64, device="cpu", quiet=True, out=out, methods="logit,permutation", repeats=2
+    )
     assert (out / "attribution.json").is_file() and (out / "attribution.png").is_file()
     assert r["samples"] == 64 and r["stats_share"] is None and r["stats_logit_share"] > 0.5
     run = load_run(planted_runs["in_v2"])

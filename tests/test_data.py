@@ -242,9 +242,7 @@ def test_fashion_mnist_fixture(tmp_path):
     assert ds.input_shape == (1, 28, 28)
     assert ds.class_names == FASHION_MNIST_CLASS_NAMES
     assert ds.y_train.dtype == np.int64
-    np.testing.assert_array_equal(
-        ds.x_train[..., 0], read_idx(tmp_path / "train-images-idx3-ubyte.gz")
-    )
+    np.testing.assert_array_equal(ds.x_train[..., 0], read_idx(tmp_path / "train-images-idx3-ubyte.gz"))
 
 
 def test_fashion_mnist_count_mismatch_and_missing(tmp_path):

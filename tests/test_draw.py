@@ -12,7 +12,7 @@ import normscope
 from normscope.cli import app
 from normscope.errors import NormscopeError
 from normscope.report.draw import draw, layout, tikz
-from normscope.report.draw.layout import channels_cm
+from normscope.report.draw.boxes import channels_cm
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))
@@ -63,7 +63,7 @@ def test_every_example_renders(example, tmp_path):
     assert count_taps(tex) == (len(norms) if g.graph["reuse"] else 0)
     if g.graph["reuse"] and g.graph["norm"] != "none":
         assert count_taps(tex) > 0
-    assert not list(tmp_path.glob(".*.tmp"))          # written atomically, nothing left over
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over
 
 
 @needs_tex
@@ -76,14 +76,22 @@ def test_vgg16_in_v2(tmp_path):
     assert "$\\mu,\\sigma^2$" in tex
     text = pdf_text(files["pdf"])
     assert "992" in text and "InstanceNorm statistics" in text
-    for size in ("(32)", "(64)", "(128)", "(256)"):        # 2C values from each of the four layers
+    for size in ("(32)", "(64)", "(128)", "(256)"):  # 2C values from each of the four layers
         assert size in text
 
 
 @needs_tex
 def test_gdn_labels_abbreviations_and_no_legend(tmp_path):
-    files = draw(ROOT / "examples" / "vgg16.yml", tmp_path, formats="tex,pdf", norm="gdn", reuse=True,
-                 abbreviations=True, legend=False, title="VGG16 & GDN_v2")
+    files = draw(
+        ROOT / "examples" / "vgg16.yml",
+        tmp_path,
+        formats="tex,pdf",
+        norm="gdn",
+        reuse=True,
+        abbreviations=True,
+        legend=False,
+        title="VGG16 & GDN_v2",
+    )
     tex = files["tex"].read_text()
     assert tex.count("\\NSReuseArrow{ns-gdn}") == 4 and "{$D$" in tex and "\\NSSwatch{ns-" not in tex
     text = pdf_text(files["pdf"])
@@ -95,9 +103,11 @@ def test_gdn_labels_abbreviations_and_no_legend(tmp_path):
 @needs_tex
 def test_latex_specials_render_literally(tmp_path):
     yml = tmp_path / "specials.yml"
-    yml.write_text('name: "odd & name_#1"\ninput: [3, 8, 8]\nclasses: 10\nlayers:\n'
-                   '  - conv: {filters: 4, caption: "50% of $x_1 & {y}#~^\\\\"}\n'
-                   '  - flatten\n  - dense: {caption: "<b>|"}\n')
+    yml.write_text(
+        'name: "odd & name_#1"\ninput: [3, 8, 8]\nclasses: 10\nlayers:\n'
+        '  - conv: {filters: 4, caption: "50% of $x_1 & {y}#~^\\\\"}\n'
+        '  - flatten\n  - dense: {caption: "<b>|"}\n'
+    )
     files = draw(yml, tmp_path / "out", formats="tex,pdf", title="100% {title}")
     assert files["tex"].name == "odd_name__1.tex"
     text = pdf_text(files["pdf"])
@@ -142,7 +152,7 @@ def test_missing_pdflatex_still_writes_tex(tmp_path, monkeypatch):
     assert len(notes) == 1 and "pdflatex" in notes[0]
     for pkg in ("texlive-latex-base", "texlive-pictures", "texlive-latex-extra", "poppler-utils"):
         assert pkg in notes[0]
-    with pytest.raises(tikz.ToolMissing):                 # asked for explicitly: an error, .tex written
+    with pytest.raises(tikz.ToolMissing):  # asked for explicitly: an error, .tex written
         draw(ROOT / "examples" / "vgg16.yml", tmp_path / "x", formats="pdf", norm="bn")
     assert (tmp_path / "x" / "vgg16_bn.tex").exists()
     result = CliRunner().invoke(app, ["draw", str(ROOT / "examples" / "vgg16.yml"), "-o", str(tmp_path / "c")])
@@ -178,10 +188,10 @@ def test_layout_branches_skips_and_widths():
     for name in inc.graph["order"]:
         if inc.nodes[name]["kind"] == "concat":
             ys = {round(items[src].y, 3) for src in inc.nodes[name]["inputs"]}
-            assert len(ys) == len(inc.nodes[name]["inputs"]), name       # branches stacked vertically
+            assert len(ys) == len(inc.nodes[name]["inputs"]), name  # branches stacked vertically
     res = graph_of(ROOT / "examples" / "resnet18_cifar.yml", norm="bn", reuse=True)
     lay = layout(res)
-    assert lay.skips and all(p[1][1] > p[0][1] for p in lay.skips)    # shortcuts go over the boxes
+    assert lay.skips and all(p[1][1] > p[0][1] for p in lay.skips)  # shortcuts go over the boxes
     norms = [n for n in res.graph["order"] if res.nodes[n]["role"] == "norm"]
     assert len(lay.taps) == len(norms) and len({round(t.lane, 3) for t in lay.taps}) == len(norms)
     assert all(t.lane > max(it.top for it in lay.items) for t in lay.taps)
@@ -192,8 +202,21 @@ def test_layout_branches_skips_and_widths():
 
 def test_cli_formats_and_errors(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["draw", str(ROOT / "examples" / "vgg16.yml"), "--norm", "in", "--reuse",
-                                 "-o", str(tmp_path), "--format", "tex", "--no-legend"])
+    result = runner.invoke(
+        app,
+        [
+            "draw",
+            str(ROOT / "examples" / "vgg16.yml"),
+            "--norm",
+            "in",
+            "--reuse",
+            "-o",
+            str(tmp_path),
+            "--format",
+            "tex",
+            "--no-legend",
+        ],
+    )
     assert result.exit_code == 0, result.output
     tex = (tmp_path / "vgg16_in_v2.tex").read_text()
     assert count_taps(tex) == 4 and "\\NSSwatch{ns-" not in tex
@@ -205,9 +228,11 @@ def test_cli_formats_and_errors(tmp_path):
 
 def test_draw_section_and_overrides(tmp_path):
     yml = tmp_path / "small.yml"
-    yml.write_text("name: small\ninput: [3, 8, 8]\nclasses: 10\nnorm: in\nreuse: true\n"
-                   "draw: {abbreviations: true, legend: false, title: Small net, scale: 0.8}\n"
-                   "layers:\n  - conv: 4\n  - norm\n  - maxpool: 2\n  - flatten\n  - dense: {}\n")
+    yml.write_text(
+        "name: small\ninput: [3, 8, 8]\nclasses: 10\nnorm: in\nreuse: true\n"
+        "draw: {abbreviations: true, legend: false, title: Small net, scale: 0.8}\n"
+        "layers:\n  - conv: 4\n  - norm\n  - maxpool: 2\n  - flatten\n  - dense: {}\n"
+    )
     tex = draw(yml, tmp_path, formats="tex")["tex"].read_text()
     assert "{Small net}" in tex and "x=0.8cm" in tex and "\\NSSwatch{ns-" not in tex
     assert "{cnv\\," in tex and "{pl\\," in tex and count_taps(tex) == 1

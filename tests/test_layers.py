@@ -23,8 +23,11 @@ def _x(*shape):
 
 
 def test_table_names_the_layer_classes():
-    assert {k: norm_layer_class(n) for k, n in norms.NORMS.items() if k in ("bn", "in", "gdn")} == \
-        {"bn": BatchNorm, "in": InstanceNorm, "gdn": GDN}
+    assert {k: norm_layer_class(n) for k, n in norms.NORMS.items() if k in ("bn", "in", "gdn")} == {
+        "bn": BatchNorm,
+        "in": InstanceNorm,
+        "gdn": GDN,
+    }
 
 
 @pytest.mark.parametrize("short", list(norms.NORMS))
@@ -40,7 +43,8 @@ def test_layer_statistics_follow_the_table(short):
     assert all(t.shape == (3, norm.stat_size(channels, options)) for _, t in stats)
     trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad)
     fixed = sum(p.numel() for p in layer.parameters() if not p.requires_grad) + sum(
-        b.numel() for n, b in layer.named_buffers() if not n.endswith("num_batches_tracked"))
+        b.numel() for n, b in layer.named_buffers() if not n.endswith("num_batches_tracked")
+    )
     assert (trainable, fixed) == norm.params(channels, options)
 
 

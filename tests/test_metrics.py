@@ -44,9 +44,7 @@ def test_against_sklearn(seed, k):
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     kk = min(5, k)
     if kk < k:
-        assert m["top5_accuracy"] == pytest.approx(
-            skm.top_k_accuracy_score(y, p, k=kk, labels=np.arange(k))
-        )
+        assert m["top5_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, p, k=kk, labels=np.arange(k)))
     else:
         assert m["top5_accuracy"] == 1.0
     with warnings.catch_warnings():
@@ -62,9 +60,7 @@ def test_against_sklearn(seed, k):
     assert abs(m["auc"] - exact_auc) < (0.002 if k <= 12 else 0.006)
     assert m["auc"] == pytest.approx(_reference_keras_auc(p, y), abs=1e-12)
     thresholded = (p > 0.5).astype(int).ravel()
-    assert m["precision"] == pytest.approx(
-        skm.precision_score(onehot.ravel(), thresholded, zero_division=0)
-    )
+    assert m["precision"] == pytest.approx(skm.precision_score(onehot.ravel(), thresholded, zero_division=0))
     assert m["recall"] == pytest.approx(skm.recall_score(onehot.ravel(), thresholded))
     assert m["loss"] == pytest.approx(skm.log_loss(y, p, labels=np.arange(k)), rel=1e-9)
     pca = skm.recall_score(y, pred, average=None, labels=np.arange(k), zero_division=0)

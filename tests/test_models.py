@@ -19,8 +19,7 @@ def conv(cin, cout, k):
 
 def norm_params(kind, c, k=3):
     """Keras-convention (trainable, non-trainable) weights of one norm layer."""
-    return {"none": (0, 0), "bn": (2 * c, 2 * c), "in": (2 * c, 0),
-            "gdn": (k * k * c * c + c, 2 * c)}[kind]
+    return {"none": (0, 0), "bn": (2 * c, 2 * c), "in": (2 * c, 0), "gdn": (k * k * c * c + c, 2 * c)}[kind]
 
 
 def split(variant):
@@ -47,14 +46,15 @@ def test_vgg16_study_counts(variant):
     s = summarize(EX / "vgg16.yml", norm=norm, reuse=reuse)
     assert (s.trainable_params, s.non_trainable_params) == (trainable, non)
     assert sum(s.classifier_inputs.values()) == features
-    assert features == {"none": 512, "bn": 512, "bn_v2": 992, "in": 512, "in_v2": 992,
-                        "gdn": 512, "gdn_v2": 752}[variant]
+    assert (
+        features == {"none": 512, "bn": 512, "bn_v2": 992, "in": 512, "in_v2": 992, "gdn": 512, "gdn_v2": 752}[variant]
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_perceptnet_study_counts(variant):
     norm, reuse = split(variant)
-    k = 3 if variant == "gdn_v2" else 1          # the thesis changed the GDN kernel for v2
+    k = 3 if variant == "gdn_v2" else 1  # the thesis changed the GDN kernel for v2
     trainable = conv(3, 3, 1) + conv(3, 6, 5) + conv(6, 128, 5)
     non = 0
     for c in (3, 3, 6, 128):
@@ -79,9 +79,15 @@ def test_variant_files_equal_overrides(variant):
         assert a.classifier_inputs == b.classifier_inputs
 
 
-@pytest.mark.parametrize("name,torchvision_name,norm", [
-    ("vgg16_imagenet", "vgg16", "none"), ("vgg16_imagenet", "vgg16_bn", "bn"),
-    ("vgg19_imagenet", "vgg19", "none"), ("resnet18_imagenet", "resnet18", "bn")])
+@pytest.mark.parametrize(
+    "name,torchvision_name,norm",
+    [
+        ("vgg16_imagenet", "vgg16", "none"),
+        ("vgg16_imagenet", "vgg16_bn", "bn"),
+        ("vgg19_imagenet", "vgg19", "none"),
+        ("resnet18_imagenet", "resnet18", "bn"),
+    ],
+)
 def test_imagenet_counts_match_torchvision(name, torchvision_name, norm):
     import torchvision
 
@@ -90,8 +96,8 @@ def test_imagenet_counts_match_torchvision(name, torchvision_name, norm):
     expected = sum(p.numel() for p in reference.parameters())
     buffers = sum(b.numel() for n, b in reference.named_buffers() if not n.endswith("num_batches_tracked"))
     s = summarize(EX / f"{name}.yml", norm=norm)
-    assert s.total_params == expected + buffers           # Keras total: running stats included
-    if name == "vgg19_imagenet":                          # first two blocks frozen (train.freeze)
+    assert s.total_params == expected + buffers  # Keras total: running stats included
+    if name == "vgg19_imagenet":  # first two blocks frozen (train.freeze)
         frozen = conv(3, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3)
         assert s.trainable_params == expected - frozen
     else:
@@ -116,7 +122,7 @@ def test_every_example_forward_in_every_variant(path):
     spec = load_spec(path)
     shape = spec.input_shape
     if spec.name in IMAGENET:
-        shape = (3, 64, 64)                # the full-size forward is tested below
+        shape = (3, 64, 64)  # the full-size forward is tested below
     for variant in _admitted(path):
         norm, reuse = split(variant)
         model = build_model(path, norm=norm, reuse=reuse, input_shape=shape).eval()
@@ -152,12 +158,10 @@ def test_in_v2_reuses_per_image_channel_statistics():
     model.layers["conv10"].register_forward_hook(lambda m, i, o: acts.update(conv10=o))
     with torch.no_grad():
         z = _classifier_input(model, x)
-    assert list(model.classifier_groups) == ["features"] + [f"in{i}.{s}" for i in range(1, 5)
-                                                            for s in ("mean", "var")]
+    assert list(model.classifier_groups) == ["features"] + [f"in{i}.{s}" for i in range(1, 5) for s in ("mean", "var")]
     g = model.classifier_groups
     torch.testing.assert_close(z[:, g["in1.mean"]], acts["conv2"].mean(dim=(2, 3)))
-    torch.testing.assert_close(z[:, g["in4.var"]], acts["conv10"].var(dim=(2, 3), unbiased=False),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(z[:, g["in4.var"]], acts["conv10"].var(dim=(2, 3), unbiased=False), rtol=1e-4, atol=1e-5)
 
 
 def test_bn_v2_reuses_running_statistics_in_eval_and_batch_statistics_in_training():
@@ -167,7 +171,7 @@ def test_bn_v2_reuses_running_statistics_in_eval_and_batch_statistics_in_trainin
     model.train()
     z = _classifier_input(model, x)
     g = model.classifier_groups
-    assert torch.allclose(z[0, g["bn1.mean"]], z[3, g["bn1.mean"]])     # same for every image
+    assert torch.allclose(z[0, g["bn1.mean"]], z[3, g["bn1.mean"]])  # same for every image
     model.eval()
     with torch.no_grad():
         z = _classifier_input(model, x)
@@ -178,8 +182,13 @@ def test_bn_v2_reuses_running_statistics_in_eval_and_batch_statistics_in_trainin
 
 def test_gdn_v2_reuses_denominators():
     model = build_model(EX / "perceptnet.yml", norm="gdn", reuse=True)
-    assert list(model.classifier_groups) == ["features", "gdn1.denominator", "gdn2.denominator",
-                                             "gdn3.denominator", "gdn4.denominator"]
+    assert list(model.classifier_groups) == [
+        "features",
+        "gdn1.denominator",
+        "gdn2.denominator",
+        "gdn3.denominator",
+        "gdn4.denominator",
+    ]
     assert model.layers["gdn1"].kernel_size == 3 and model.layers["gdn4"].kernel_size == 3
     assert build_model(EX / "perceptnet.yml", norm="gdn").layers["gdn1"].kernel_size == 1
 
@@ -253,6 +262,8 @@ def test_graph_parameter_counts_equal_the_built_module(path):
         s = summarize(path, norm=norm, reuse=reuse)
         for row in s.layers:
             module = model.layers[row.name] if row.name in model.layers else None
-            assert (row.trainable, row.non_trainable) == (count_params(module) if module else (0, 0)), \
-                (variant, row.name)
+            assert (row.trainable, row.non_trainable) == (count_params(module) if module else (0, 0)), (
+                variant,
+                row.name,
+            )
         assert (s.trainable_params, s.non_trainable_params) == count_params(model), variant

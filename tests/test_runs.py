@@ -127,8 +127,17 @@ def test_create_run_dir(tmp_path):
 
 
 def test_history_and_json_round_trip(tmp_path):
-    rows = [{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.25, "val_loss": None, "val_accuracy": None,
-             "lr": 1e-3, "seconds": 1.5}]
+    rows = [
+        {
+            "epoch": 1,
+            "train_loss": 0.5,
+            "train_accuracy": 0.25,
+            "val_loss": None,
+            "val_accuracy": None,
+            "lr": 1e-3,
+            "seconds": 1.5,
+        }
+    ]
     write_history(tmp_path / "m.csv", rows)
     assert read_history(tmp_path / "m.csv") == rows
     write_json(tmp_path / "r.json", {"a": np.float32(0.5), "b": np.arange(2), "c": float("nan")})
@@ -149,21 +158,57 @@ def test_repair_best_after_a_kill_between_last_and_best(tmp_path):
 
 # config.json as written before RunConfig existed (normscope 0.1.0, commit 150368a)
 OLD_CONFIG = {
-    "source": "examples/tiny.yml", "name": "tiny_bn_v2", "family": "tiny", "variant": "bn_v2", "norm": "bn",
-    "reuse": True, "data": "synthetic:train=240,test=80,size=16",
-    "data_name": "synthetic:train=240,test=80,classes=10,size=16,channels=3", "data_dir": None, "subset": None,
-    "test_subset": None, "validation": 0.1, "standardize": True, "split_seed": 0,
-    "sizes": {"train": 216, "val": 24, "test": 80}, "input_shape": [3, 16, 16], "classes": 10,
+    "source": "examples/tiny.yml",
+    "name": "tiny_bn_v2",
+    "family": "tiny",
+    "variant": "bn_v2",
+    "norm": "bn",
+    "reuse": True,
+    "data": "synthetic:train=240,test=80,size=16",
+    "data_name": "synthetic:train=240,test=80,classes=10,size=16,channels=3",
+    "data_dir": None,
+    "subset": None,
+    "test_subset": None,
+    "validation": 0.1,
+    "standardize": True,
+    "split_seed": 0,
+    "sizes": {"train": 216, "val": 24, "test": 80},
+    "input_shape": [3, 16, 16],
+    "classes": 10,
     "class_names": [f"class_{i}" for i in range(10)],
     "mean": [0.5301948586147422, 0.5307693780637255, 0.5081282339324619],
-    "std": [0.26977874435557175, 0.26099479797947767, 0.2756304507705238], "fit_data": False,
-    "train": {"optimizer": "adamw", "lr": 0.001, "momentum": 0.0, "nesterov": False, "weight_decay": 0.004,
-              "eps": 1e-07, "betas": [0.9, 0.999], "epochs": 2, "batch_size": 32, "schedule": "none",
-              "step_size": 30, "gamma": 0.1, "warmup_epochs": 0, "label_smoothing": 0.0,
-              "augment": {"crop": 2, "flip": True}, "standardize": True, "validation": 0.1, "freeze": None,
-              "lr_mult": None, "data": "synthetic:train=240,test=80,size=16", "subset": None, "seed": 0,
-              "compile": False},
-    "device": "cpu", "amp": False, "channels_last": False, "compile": False, "eval_batch_size": 512,
+    "std": [0.26977874435557175, 0.26099479797947767, 0.2756304507705238],
+    "fit_data": False,
+    "train": {
+        "optimizer": "adamw",
+        "lr": 0.001,
+        "momentum": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.004,
+        "eps": 1e-07,
+        "betas": [0.9, 0.999],
+        "epochs": 2,
+        "batch_size": 32,
+        "schedule": "none",
+        "step_size": 30,
+        "gamma": 0.1,
+        "warmup_epochs": 0,
+        "label_smoothing": 0.0,
+        "augment": {"crop": 2, "flip": True},
+        "standardize": True,
+        "validation": 0.1,
+        "freeze": None,
+        "lr_mult": None,
+        "data": "synthetic:train=240,test=80,size=16",
+        "subset": None,
+        "seed": 0,
+        "compile": False,
+    },
+    "device": "cpu",
+    "amp": False,
+    "channels_last": False,
+    "compile": False,
+    "eval_batch_size": 512,
 }
 
 
@@ -179,8 +224,12 @@ def test_run_config_reads_and_writes_config_json(tmp_path):
     trimmed = {k: v for k, v in OLD_CONFIG.items() if k not in ("source", "data_dir", "eval_batch_size")}
     trimmed["train"] = {k: v for k, v in OLD_CONFIG["train"].items() if k not in ("compile", "augment")}
     config = RunConfig.from_dict({**trimmed, "future": [1]})
-    assert (config.eval_batch_size, config.data_dir, config.train.compile, config.train.augment.flip) == \
-           (512, None, False, False)
+    assert (config.eval_batch_size, config.data_dir, config.train.compile, config.train.augment.flip) == (
+        512,
+        None,
+        False,
+        False,
+    )
     assert config["future"] == [1] and config.to_dict()["future"] == [1]
     with pytest.raises(RunError, match="mean"):
         RunConfig.from_dict({k: v for k, v in OLD_CONFIG.items() if k != "mean"})
@@ -191,8 +240,7 @@ def test_precision_on_another_kind_of_device_takes_its_defaults():
     assert config.precision_on(torch.device("cpu")) == (True, True)
     assert config.precision_on(torch.device("cuda")) == (True, True)
     assert RunConfig.from_dict(OLD_CONFIG).precision_on(torch.device("cuda")) == (True, True)
-    assert RunConfig.from_dict({**OLD_CONFIG, "device": "cuda:0"}).precision_on(torch.device("cpu")) == \
-           (False, False)
+    assert RunConfig.from_dict({**OLD_CONFIG, "device": "cuda:0"}).precision_on(torch.device("cpu")) == (False, False)
 
 
 def test_other_data_is_refused_by_load_run_and_by_resume(tmp_path, run_dir):

@@ -20,14 +20,18 @@ print("TORCH" if any(m == "torch" or m.startswith("torch.") for m in sys.modules
 """
 
 
-@pytest.mark.parametrize("args", [
-    ["--help"],
-    ["check", str(EX / "vgg16.yml"), str(EX / "perceptnet_gdn_v2.yml")],
-    ["summary", str(EX / "vgg16.yml"), "--norm", "bn", "--reuse"],
-    ["summary", str(EX / "perceptnet.yml"), "--json"],
-    ["variants", str(EX / "perceptnet.yml")],
-    ["draw", str(EX / "vgg16_in_v2.yml"), "-f", "tex", "-o", "{tmp}"],
-], ids=["help", "check", "summary", "summary-json", "variants", "draw"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["check", str(EX / "vgg16.yml"), str(EX / "perceptnet_gdn_v2.yml")],
+        ["summary", str(EX / "vgg16.yml"), "--norm", "bn", "--reuse"],
+        ["summary", str(EX / "perceptnet.yml"), "--json"],
+        ["variants", str(EX / "perceptnet.yml")],
+        ["draw", str(EX / "vgg16_in_v2.yml"), "-f", "tex", "-o", "{tmp}"],
+    ],
+    ids=["help", "check", "summary", "summary-json", "variants", "draw"],
+)
 def test_static_commands_import_no_torch(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
@@ -36,16 +40,17 @@ def test_static_commands_import_no_torch(args, tmp_path):
 
 
 def test_import_normscope_is_torch_free_until_a_model_is_built():
-    code = ("import sys, normscope; a = 'torch' in sys.modules; "
-            "normscope.build_model; print(a, 'torch' in sys.modules)")
+    code = "import sys, normscope; a = 'torch' in sys.modules; normscope.build_model; print(a, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "True"], out.stderr
 
 
 def test_summary_json_counts_without_torch_match_the_thesis():
     """vgg16_in_v2: 577,812 weights (Keras), 992 classifier inputs, from the graph alone."""
-    code = ("import json, sys; from normscope import summarize; "
-            f"s = summarize({str(EX / 'vgg16_in_v2.yml')!r}); "
-            "print(json.dumps([s.total_params, sum(s.classifier_inputs.values()), 'torch' in sys.modules]))")
+    code = (
+        "import json, sys; from normscope import summarize; "
+        f"s = summarize({str(EX / 'vgg16_in_v2.yml')!r}); "
+        "print(json.dumps([s.total_params, sum(s.classifier_inputs.values()), 'torch' in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert json.loads(out.stdout) == [577812, 992, False], out.stderr

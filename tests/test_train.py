@@ -37,8 +37,18 @@ DATA = "synthetic:train=240,test=80,size=16"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-RUN_FILES = ("description.yml", "config.json", "env.json", "metrics.csv", "last.pt", "best.pt",
-             "results.json", "per_class.csv", "confusion_matrix.csv", "curves.png")
+RUN_FILES = (
+    "description.yml",
+    "config.json",
+    "env.json",
+    "metrics.csv",
+    "last.pt",
+    "best.pt",
+    "results.json",
+    "per_class.csv",
+    "confusion_matrix.csv",
+    "curves.png",
+)
 
 TINY = """\
 name: tiny
@@ -94,12 +104,14 @@ def test_keras_defaults(tmp_path, opt):
     model = build_model(tiny(tmp_path), input_shape=(3, 16, 16), classes=4)
     o = make_optimizer(model, t)
     d = o.defaults
-    expect = {"adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7, "betas": (0.9, 0.999)}),
-              "adamw": (torch.optim.AdamW, {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.004}),
-              "sgd": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.0, "nesterov": False}),
-              "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}),
-              "adagrad": (torch.optim.Adagrad, {"lr": 1e-3, "eps": 1e-7, "initial_accumulator_value": 0.1}),
-              "adadelta": (torch.optim.Adadelta, {"lr": 1e-3, "rho": 0.95, "eps": 1e-7})}[opt]
+    expect = {
+        "adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7, "betas": (0.9, 0.999)}),
+        "adamw": (torch.optim.AdamW, {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.004}),
+        "sgd": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.0, "nesterov": False}),
+        "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}),
+        "adagrad": (torch.optim.Adagrad, {"lr": 1e-3, "eps": 1e-7, "initial_accumulator_value": 0.1}),
+        "adadelta": (torch.optim.Adadelta, {"lr": 1e-3, "rho": 0.95, "eps": 1e-7}),
+    }[opt]
     assert type(o) is expect[0]
     for k, v in expect[1].items():
         assert d[k] == pytest.approx(v) if isinstance(v, float) else d[k] == v, k
@@ -158,8 +170,14 @@ def small_splits(n=10, c=3, h=6, w=5) -> Splits:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)
     y = np.arange(n) % 3
-    return Splits("t", {"train": x, "val": x[:2], "test": x[:3]}, {"train": y, "val": y[:2], "test": y[:3]},
-                  np.full(c, 0.5), np.full(c, 0.25), ["a", "b", "c"])
+    return Splits(
+        "t",
+        {"train": x, "val": x[:2], "test": x[:3]},
+        {"train": y, "val": y[:2], "test": y[:3]},
+        np.full(c, 0.5),
+        np.full(c, 0.25),
+        ["a", "b", "c"],
+    )
 
 
 def test_device_crop_and_flip_match_reference():
@@ -171,7 +189,7 @@ def test_device_crop_and_flip_match_reference():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i, j in enumerate(perm.tolist()):
         dy, dx = offsets[i].tolist()
-        ref = padded[j, :, dy:dy + 6, dx:dx + 5]
+        ref = padded[j, :, dy : dy + 6, dx : dx + 5]
         assert torch.equal(got[i], ref.flip(2) if flips[i] else ref)
     assert torch.equal(DeviceData(s, torch.device("cpu"), 0).train_batch(perm, None, None), x[perm])
     # one epoch's order depends only on (seed, epoch)
@@ -248,8 +266,9 @@ def test_same_seed_same_metrics_on_cpu(two_runs):
 
 def test_shape_mismatch_is_an_error_unless_fit_data(tmp_path):
     yml = tmp_path / "fixed.yml"
-    yml.write_text(tiny(tmp_path).read_text().replace("input: auto", "input: [3, 32, 32]")
-                   .replace("classes: auto", "classes: 100"))
+    yml.write_text(
+        tiny(tmp_path).read_text().replace("input: auto", "input: [3, 32, 32]").replace("classes: auto", "classes: 100")
+    )
     with pytest.raises(NormscopeError) as err:
         run_tiny(tmp_path, yml=yml, epochs=1)
     msg = str(err.value)
@@ -261,8 +280,9 @@ def test_shape_mismatch_is_an_error_unless_fit_data(tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     # the lr jumps by 1e20 after epoch 1: epoch 2 diverges
     yml = tiny(tmp_path, epochs=3, extra="optimizer: sgd\nschedule: step\nstep_size: 1\ngamma: 1.0e+20\n")
-    result = CliRunner().invoke(app, ["train", str(yml), "--data", DATA, "--out", str(tmp_path / "r"),
-                                      "--norm", "none", "--progress", "log"])
+    result = CliRunner().invoke(
+        app, ["train", str(yml), "--data", DATA, "--out", str(tmp_path / "r"), "--norm", "none", "--progress", "log"]
+    )
     assert result.exit_code == 1
     assert "training failed" in result.output and "nan" in result.output.lower()
     (run,) = (tmp_path / "r").iterdir()
@@ -274,7 +294,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_aux_heads_train(tmp_path):
     yml = tmp_path / "aux.yml"
-    yml.write_text(textwrap.dedent("""\
+    yml.write_text(
+        textwrap.dedent("""\
         name: auxnet
         input: auto
         classes: auto
@@ -286,7 +307,8 @@ def test_aux_heads_train(tmp_path):
           - flatten
           - dense: {name: classifier}
         train: {epochs: 1, batch_size: 64, optimizer: sgd, momentum: 0.9, nesterov: true}
-        """))
+        """)
+    )
     run = run_tiny(tmp_path, yml=yml)
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
 
@@ -323,8 +345,12 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     yml = tiny(tmp_path, epochs=3, extra="schedule: cosine\n")
     out = tmp_path / "runs"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as in this process (one_thread)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(yml), DATA, str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(yml), DATA, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     last = out / "killed" / "last.pt"
     deadline = time.time() + 120
     try:
@@ -343,9 +369,22 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert 1 <= done < 3
     assert json.loads((run / "results.json").read_text())["status"] == "running"
     assert not list(run.glob(".*.tmp"))
-    resumed = subprocess.run([sys.executable, "-c", "from normscope.cli import main; main()", "train",
-                              "--resume", str(run), "--progress", "log"],
-                             capture_output=True, text=True, timeout=300, env=env)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from normscope.cli import main; main()",
+            "train",
+            "--resume",
+            str(run),
+            "--progress",
+            "log",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert f"resuming {run} after epoch {done}" in resumed.stdout
 
@@ -368,8 +407,9 @@ def test_cli_train_eval_and_data(tmp_path, two_runs):
     run = two_runs[0]
     r = runner.invoke(app, ["eval", str(run), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) == {k: v for k, v in json.loads((run / "results.json").read_text())["test"].items()
-                                    if k != "n"}
+    assert json.loads(r.output) == {
+        k: v for k, v in json.loads((run / "results.json").read_text())["test"].items() if k != "n"
+    }
     r = runner.invoke(app, ["eval", str(run)])
     assert r.exit_code == 0 and "AUC" in r.output and "results.json" in r.output
 
@@ -378,17 +418,41 @@ def test_cli_train_eval_and_data(tmp_path, two_runs):
 
     r = runner.invoke(app, ["train", str(tiny(tmp_path)), "--data", "cifar100", "--data-dir", str(tmp_path)])
     assert r.exit_code == 2 and "cifar-100" in r.output.lower() and "Traceback" not in r.output
-    r = runner.invoke(app, ["train", str(tiny(tmp_path)), "--data", DATA, "--gpu"] if not torch.cuda.is_available()
-                      else ["train", "--resume", str(tmp_path / "nothing")])
+    r = runner.invoke(
+        app,
+        ["train", str(tiny(tmp_path)), "--data", DATA, "--gpu"]
+        if not torch.cuda.is_available()
+        else ["train", "--resume", str(tmp_path / "nothing")],
+    )
     assert r.exit_code == 2 and "error" in r.output
     r = runner.invoke(app, ["train", "--resume", str(run), "--lr", "0.1"])
     assert r.exit_code == 2 and "--lr" in r.output
     r = runner.invoke(app, ["train", str(tiny(tmp_path))])
     assert r.exit_code == 2 and "--data" in r.output
 
-    r = runner.invoke(app, ["train", str(tiny(tmp_path)), "--data", DATA, "--epochs", "1", "--batch-size", "64",
-                            "--lr", "0.003", "--seed", "5", "--out", str(tmp_path / "cli"), "--name", "x",
-                            "--progress", "log"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny(tmp_path)),
+            "--data",
+            DATA,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.003",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / "cli"),
+            "--name",
+            "x",
+            "--progress",
+            "log",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "epoch 1/1" in r.output and "test (best epoch 1)" in r.output
     t = load_spec(tmp_path / "cli" / "x" / "description.yml").train
@@ -400,11 +464,21 @@ def test_cli_train_eval_and_data(tmp_path, two_runs):
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_fashion_cnn_learns_on_a_fashion_mnist_subset(tmp_path):
-    run = train(ROOT / "examples" / "fashion_cnn.yml", data="fashion-mnist", subset=1500, test_subset=500,
-                epochs=2, batch_size=32, out=tmp_path, progress="none")
+    run = train(
+        ROOT / "examples" / "fashion_cnn.yml",
+        data="fashion-mnist",
+        subset=1500,
+        test_subset=500,
+        epochs=2,
+        batch_size=32,
+        out=tmp_path,
+        progress="none",
+    )
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "completed"
     assert results["test"]["accuracy"] > 0.6, results["test"]
@@ -415,9 +489,27 @@ def test_vgg16_trains_on_a_cifar100_fixture(tmp_path):
     from fixtures import write_cifar100_fixture
 
     write_cifar100_fixture(tmp_path / "data", n_train=100, n_test=50, tarball=True)
-    result = CliRunner().invoke(app, ["train", str(ROOT / "examples" / "vgg16_gdn_v2.yml"), "--data", "cifar100",
-                                      "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "45",
-                                      "--out", str(tmp_path / "runs"), "--name", "v", "--progress", "log"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "examples" / "vgg16_gdn_v2.yml"),
+            "--data",
+            "cifar100",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "45",
+            "--out",
+            str(tmp_path / "runs"),
+            "--name",
+            "v",
+            "--progress",
+            "log",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "runs" / "v" / "results.json").read_text())
     assert results["status"] == "completed" and results["test"]["n"] == 50

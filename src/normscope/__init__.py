@@ -17,8 +17,20 @@ __version__ = "0.1.0"
 
 _TORCH_NAMES = ("build_model", "NormscopeModel", "count_params")
 
-__all__ = ["build_model", "build_graph", "load_spec", "summarize", "count_params", "NormscopeModel",
-           "ModelSpec", "VARIANTS", "variant_name", "NormscopeError", "SpecError", "__version__"]
+__all__ = [
+    "build_model",
+    "build_graph",
+    "load_spec",
+    "summarize",
+    "count_params",
+    "NormscopeModel",
+    "ModelSpec",
+    "VARIANTS",
+    "variant_name",
+    "NormscopeError",
+    "SpecError",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

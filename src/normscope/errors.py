@@ -12,8 +12,7 @@ class NormscopeError(Exception):
 class SpecError(NormscopeError):
     """A problem in a model description, located by file, line and layer."""
 
-    def __init__(self, message: str, file: str | Path | None = None, line: int | None = None,
-                 layer: str | None = None):
+    def __init__(self, message: str, file: str | Path | None = None, line: int | None = None, layer: str | None = None):
         super().__init__(message)
         self.message = message
         self.file = Path(file) if file else None

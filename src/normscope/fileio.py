@@ -22,7 +22,7 @@ def atomic_write(path, data: bytes | str | Callable[[BinaryIO], None]) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _file_mode())          # mkstemp's 0600 -> the usual mode of new files
+        os.chmod(tmp, _file_mode())  # mkstemp's 0600 -> the usual mode of new files
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -45,7 +45,7 @@ def jsonable(obj):
         return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:   # numpy / torch scalars
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy / torch scalars
         obj = obj.item()
     if hasattr(obj, "tolist"):
         return jsonable(obj.tolist())

@@ -23,10 +23,10 @@ from normscope.keys import Arg, odd_positive, unit_rate
 class Statistic:
     """One statistic a norm layer exposes per image: its name and how it is written."""
 
-    name: str           # suffix of the classifier group: "in1.mean"
-    what: str           # "channel means"
-    tex: str            # symbol in LaTeX math mode
-    text: str           # symbol in plain text (graphviz, terminal)
+    name: str  # suffix of the classifier group: "in1.mean"
+    what: str  # "channel means"
+    tex: str  # symbol in LaTeX math mode
+    text: str  # symbol in plain text (graphviz, terminal)
 
 
 MEAN = Statistic("mean", "channel means", r"\mu", "μ")
@@ -52,17 +52,17 @@ def _no_shape_problem(shape: tuple, options: dict) -> str | None:
 
 @dataclass(frozen=True)
 class Norm:
-    short: str                      # "bn": the `norm:` value and the variant prefix
-    long: str                       # "batchnorm": the kind of a fixed layer in a description
-    display: str                    # "BatchNorm"
-    layer: str                      # "module:Class" in normscope.model.layers (torch; imported on build)
-    stats: tuple[Statistic, ...]    # reused statistics, in their order in the classifier input
-    defaults: dict                  # option -> default value (options not listed do not apply)
-    params: Callable[[int, dict], tuple[int, int]]   # (trainable, non-trainable), Keras convention
+    short: str  # "bn": the `norm:` value and the variant prefix
+    long: str  # "batchnorm": the kind of a fixed layer in a description
+    display: str  # "BatchNorm"
+    layer: str  # "module:Class" in normscope.model.layers (torch; imported on build)
+    stats: tuple[Statistic, ...]  # reused statistics, in their order in the classifier input
+    defaults: dict  # option -> default value (options not listed do not apply)
+    params: Callable[[int, dict], tuple[int, int]]  # (trainable, non-trainable), Keras convention
     style: Style
-    per_image: bool                 # statistics differ from image to image (BatchNorm's do not)
-    image_only: bool = True         # needs a (C, H, W) input
-    in_study: bool = False          # one of the thesis' seven default variants
+    per_image: bool  # statistics differ from image to image (BatchNorm's do not)
+    image_only: bool = True  # needs a (C, H, W) input
+    in_study: bool = False  # one of the thesis' seven default variants
     stat_size: Callable[[int, dict], int] = lambda channels, options: channels
     shape_problem: Callable[[tuple, dict], str | None] = _no_shape_problem
     doc: str = ""
@@ -79,6 +79,7 @@ class Norm:
 
 # --- option rules -----------------------------------------------------------------------
 
+
 def _gdn_kernel(options: dict) -> int:
     return options.get("kernel") or GDN_DEFAULT_KERNEL
 
@@ -92,8 +93,8 @@ def _gdn_shape_problem(shape: tuple, options: dict) -> str | None:
 
 def _gdn_params(c: int, options: dict) -> tuple[int, int]:
     k = _gdn_kernel(options)
-    exponents = 2 * c                                   # alpha and epsilon
-    trainable = k * k * c * c + c                       # gamma, beta
+    exponents = 2 * c  # alpha and epsilon
+    trainable = k * k * c * c + c  # gamma, beta
     if options.get("trainable_exponents"):
         return trainable + exponents, 0
     return trainable, exponents
@@ -107,32 +108,63 @@ OPTIONS: dict[str, Arg] = {
     "kernel": Arg((int,), None, check=odd_positive, help="GDN kernel size (gdn only)"),
     "trainable_exponents": Arg((bool,), None, help="GDN: train alpha and epsilon (gdn only)"),
     "eps": Arg((float,), None, help="bn/in: epsilon added to the variance (default 1e-3, Keras)"),
-    "momentum": Arg((float,), None, check=unit_rate,
-                    help="bn: running-average momentum, Keras convention (default 0.99: "
-                         "running = 0.99·running + 0.01·batch)"),
+    "momentum": Arg(
+        (float,),
+        None,
+        check=unit_rate,
+        help="bn: running-average momentum, Keras convention (default 0.99: running = 0.99·running + 0.01·batch)",
+    ),
 }
 
 
 # --- the table --------------------------------------------------------------------------
 
-NORMS: dict[str, Norm] = {n.short: n for n in (
-    Norm("bn", "batchnorm", "BatchNorm", "batchnorm:BatchNorm", (MEAN, VAR),
-         defaults={"eps": 1e-3, "momentum": 0.99},
-         params=lambda c, o: (2 * c, 2 * c),           # gamma, beta; running mean, variance
-         style=Style((0, 114, 178)), per_image=False, image_only=False, in_study=True,
-         doc="batch statistics in training, running statistics in evaluation"),
-    Norm("in", "instancenorm", "InstanceNorm", "instancenorm:InstanceNorm", (MEAN, VAR),
-         defaults={"eps": 1e-3},
-         params=lambda c, o: (2 * c, 0),
-         style=Style((0, 150, 110)), per_image=True, in_study=True,
-         doc="each image's channel means and variances over H, W"),
-    Norm("gdn", "gdn", "GDN", "gdn:GDN", (DENOMINATOR,),
-         defaults={"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False},
-         params=_gdn_params,
-         style=Style((200, 60, 150), shape="octagon"), per_image=True, in_study=True,
-         shape_problem=_gdn_shape_problem,
-         doc="the denominator averaged over H, W, one value per channel"),
-)}
+NORMS: dict[str, Norm] = {
+    n.short: n
+    for n in (
+        Norm(
+            "bn",
+            "batchnorm",
+            "BatchNorm",
+            "batchnorm:BatchNorm",
+            (MEAN, VAR),
+            defaults={"eps": 1e-3, "momentum": 0.99},
+            params=lambda c, o: (2 * c, 2 * c),  # gamma, beta; running mean, variance
+            style=Style((0, 114, 178)),
+            per_image=False,
+            image_only=False,
+            in_study=True,
+            doc="batch statistics in training, running statistics in evaluation",
+        ),
+        Norm(
+            "in",
+            "instancenorm",
+            "InstanceNorm",
+            "instancenorm:InstanceNorm",
+            (MEAN, VAR),
+            defaults={"eps": 1e-3},
+            params=lambda c, o: (2 * c, 0),
+            style=Style((0, 150, 110)),
+            per_image=True,
+            in_study=True,
+            doc="each image's channel means and variances over H, W",
+        ),
+        Norm(
+            "gdn",
+            "gdn",
+            "GDN",
+            "gdn:GDN",
+            (DENOMINATOR,),
+            defaults={"kernel": GDN_DEFAULT_KERNEL, "trainable_exponents": False},
+            params=_gdn_params,
+            style=Style((200, 60, 150), shape="octagon"),
+            per_image=True,
+            in_study=True,
+            shape_problem=_gdn_shape_problem,
+            doc="the denominator averaged over H, W, one value per channel",
+        ),
+    )
+}
 
 BY_KIND: dict[str, Norm] = {n.long: n for n in NORMS.values()}
 NORM_CHOICES: tuple[str, ...] = ("none", *NORMS)
@@ -144,6 +176,7 @@ def norm_of_kind(kind: str) -> Norm | None:
 
 
 # --- variant names, both directions ------------------------------------------------------
+
 
 def variant_key(norm: str, reuse: bool) -> str:
     """('bn', True) -> 'bn_v2'; reuse without a normalization is just 'none'."""

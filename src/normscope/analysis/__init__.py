@@ -27,30 +27,50 @@ numbers and their limits.
 
 from normscope.analysis.attribute import attribute
 from normscope.analysis.common import (
-                                       ATTRIBUTION_CSV,
-                                       ATTRIBUTION_JSON,
-                                       ATTRIBUTION_PNG,
-                                       BASELINES,
-                                       MEASURES,
-                                       METHODS,
-                                       SPLITS,
-                                       TARGETS,
-                                       AttributionError,
-                                       parse_methods,
+    ATTRIBUTION_CSV,
+    ATTRIBUTION_JSON,
+    ATTRIBUTION_PNG,
+    BASELINES,
+    MEASURES,
+    METHODS,
+    SPLITS,
+    TARGETS,
+    AttributionError,
+    parse_methods,
 )
 from normscope.analysis.inputs import classifier_inputs, run_inputs
 from normscope.analysis.report import (
-                                       features_only_message,
-                                       plot_attribution,
-                                       render_table,
-                                       report,
-                                       write_attribution,
-                                       write_per_class_csv,
+    features_only_message,
+    plot_attribution,
+    render_table,
+    report,
+    write_attribution,
+    write_per_class_csv,
 )
 from normscope.analysis.run import attribute_run
 from normscope.analysis.units import Unit, build_units
 
-__all__ = ["METHODS", "BASELINES", "TARGETS", "SPLITS", "MEASURES", "AttributionError", "Unit", "attribute",
-           "attribute_run", "run_inputs", "report", "build_units", "classifier_inputs", "parse_methods",
-           "render_table", "plot_attribution", "write_attribution", "write_per_class_csv",
-           "features_only_message", "ATTRIBUTION_JSON", "ATTRIBUTION_PNG", "ATTRIBUTION_CSV"]
+__all__ = [
+    "METHODS",
+    "BASELINES",
+    "TARGETS",
+    "SPLITS",
+    "MEASURES",
+    "AttributionError",
+    "Unit",
+    "attribute",
+    "attribute_run",
+    "run_inputs",
+    "report",
+    "build_units",
+    "classifier_inputs",
+    "parse_methods",
+    "render_table",
+    "plot_attribution",
+    "write_attribution",
+    "write_per_class_csv",
+    "features_only_message",
+    "ATTRIBUTION_JSON",
+    "ATTRIBUTION_PNG",
+    "ATTRIBUTION_CSV",
+]

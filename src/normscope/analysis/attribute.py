@@ -16,18 +16,35 @@ from normscope.analysis.problem import Problem, Settings, Tally, make_problem
 from normscope.norms import NORMS
 
 #: method -> the function that fills its measures into the tally, in METHODS order
-MEASURE_FUNCTIONS = {"ig": ig.measure, "logit": logit.measure, "permutation": permutation.measure,
-                     "ablation": ablation.measure}
+MEASURE_FUNCTIONS = {
+    "ig": ig.measure,
+    "logit": logit.measure,
+    "permutation": permutation.measure,
+    "ablation": ablation.measure,
+}
 #: the measures timed in the result's "seconds" (the logit decomposition takes no time worth listing)
 TIMED = ("ig", "permutation", "ablation")
 
 
-def attribute(model, x: torch.Tensor, y: torch.Tensor, *, baseline_x: torch.Tensor | None = None,
-              baseline: str = "train-mean", target: str = "pred", methods: str | Sequence[str] | None = None,
-              n_steps: int = 32, repeats: int = 5, seed: int = 0, batch_size: int = 256,
-              by_class: bool = False, class_names: Sequence[str] | None = None,
-              device: torch.device | str | None = None, z: torch.Tensor | None = None,
-              baseline_z: torch.Tensor | None = None) -> dict[str, Any]:
+def attribute(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    baseline_x: torch.Tensor | None = None,
+    baseline: str = "train-mean",
+    target: str = "pred",
+    methods: str | Sequence[str] | None = None,
+    n_steps: int = 32,
+    repeats: int = 5,
+    seed: int = 0,
+    batch_size: int = 256,
+    by_class: bool = False,
+    class_names: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+    z: torch.Tensor | None = None,
+    baseline_z: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Attribute the classifier's decisions on images ``x`` (labels ``y``) to the groups
     of its input. Returns a JSON-able dict (see docs/analysis.md), with ``stats_share``
     (the share of |IG| on all reused statistics together; 0 for a model without reuse)
@@ -60,8 +77,9 @@ def attribute(model, x: torch.Tensor, y: torch.Tensor, *, baseline_x: torch.Tens
         timing["forward"] = time.perf_counter() - t
         if baseline_z is None:
             baseline_z = z
-            notes.append("no training images given: the mean over the attributed images is the "
-                         "baseline and the ablation value")
+            notes.append(
+                "no training images given: the mean over the attributed images is the baseline and the ablation value"
+            )
         zbar, z0 = _baselines(baseline_z, baseline)
         with _few_threads():
             p = make_problem(model, z, out, y, z0, zbar, target=target, by_class=by_class, settings=settings)
@@ -139,20 +157,25 @@ def _notes(p: Problem, tally: Tally) -> list[str]:
     """What the reader must know: an output activation, no reuse, constant statistics."""
     notes = []
     if p.act is not None:
-        notes.append("the classifier has an output activation: the logit decomposition and IG are "
-                     "of its pre-activation")
+        notes.append(
+            "the classifier has an output activation: the logit decomposition and IG are of its pre-activation"
+        )
     stats_groups = [u for u in p.groups if u.layer is not None]
     if not stats_groups:
-        notes.append("this model does not reuse normalization statistics: the classifier sees the "
-                     "features only")
+        notes.append("this model does not reuse normalization statistics: the classifier sees the features only")
     constant = [u for u in stats_groups if tally.row(u)["constant"]]
     if constant:
         fixed = [NORMS[short] for short in dict.fromkeys(u.norm for u in constant) if not NORMS[short].per_image]
         why = "; ".join(f"{n.display}: {n.doc}" for n in fixed)
-        notes.append("constant over the images" + (f" ({why})" if why else "") + ": "
-                     + ", ".join(u.name for u in constant) + "; they act as a fixed bias (logit_offset): "
-                     "permutation and ablation cannot change them, and from the train-mean baseline their "
-                     "IG is exactly 0")
+        notes.append(
+            "constant over the images"
+            + (f" ({why})" if why else "")
+            + ": "
+            + ", ".join(u.name for u in constant)
+            + "; they act as a fixed bias (logit_offset): "
+            "permutation and ablation cannot change them, and from the train-mean baseline their "
+            "IG is exactly 0"
+        )
     return notes
 
 
@@ -190,9 +213,15 @@ def _per_class_rows(p: Problem, tally: Tally, class_names: Sequence[str] | None)
     table = []
     for j, cls in enumerate(c.classes):
         for u in p.units:
-            row = {"class": cls, "class_name": names[cls] if names and cls < len(names) else str(cls),
-                   "images": int(c.counts[j]), "accuracy": float(class_acc[j]),
-                   "unit": u.name, "level": u.level, "size": u.size}
+            row = {
+                "class": cls,
+                "class_name": names[cls] if names and cls < len(names) else str(cls),
+                "images": int(c.counts[j]),
+                "accuracy": float(class_acc[j]),
+                "unit": u.name,
+                "level": u.level,
+                "size": u.size,
+            }
             for k in CLASS_MEASURES:
                 v = tally.of_class(u).get(k)
                 row[k] = None if v is None else float(v[j])

@@ -17,14 +17,30 @@ ATTRIBUTION_PNG = "attribution.png"
 ATTRIBUTION_CSV = "attribution_per_class.csv"
 
 #: the per-unit numbers, in the order of the JSON and the CSV
-MEASURES = ("ig_share", "ig_share_per_dim", "ig_dim_ratio", "logit_share", "logit_contribution",
-            "logit_offset", "permutation_accuracy_drop", "permutation_accuracy_drop_std",
-            "permutation_loss_rise", "permutation_loss_rise_std", "ablation_accuracy_drop",
-            "ablation_loss_rise")
+MEASURES = (
+    "ig_share",
+    "ig_share_per_dim",
+    "ig_dim_ratio",
+    "logit_share",
+    "logit_contribution",
+    "logit_offset",
+    "permutation_accuracy_drop",
+    "permutation_accuracy_drop_std",
+    "permutation_loss_rise",
+    "permutation_loss_rise_std",
+    "ablation_accuracy_drop",
+    "ablation_loss_rise",
+)
 
 #: the per-class numbers (attribution_per_class.csv), in their order
-CLASS_MEASURES = ("ig_share", "logit_share", "permutation_accuracy_drop", "permutation_loss_rise",
-                  "ablation_accuracy_drop", "ablation_loss_rise")
+CLASS_MEASURES = (
+    "ig_share",
+    "logit_share",
+    "permutation_accuracy_drop",
+    "permutation_loss_rise",
+    "ablation_accuracy_drop",
+    "ablation_loss_rise",
+)
 
 
 class AttributionError(NormscopeError):
@@ -42,6 +58,8 @@ def parse_methods(methods: str | Iterable[str] | None) -> tuple[str, ...]:
         return METHODS
     unknown = sorted(wanted - set(METHODS))
     if unknown or not wanted:
-        raise AttributionError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
-                               f"choose from {', '.join(METHODS)} (comma-separated) or all")
+        raise AttributionError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(METHODS)} (comma-separated) or all"
+        )
     return tuple(m for m in METHODS if m in wanted)

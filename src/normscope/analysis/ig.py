@@ -20,10 +20,16 @@ def integrated_gradients(classifier, z, z0, targets, n_steps, batch_size):
     lig = LayerIntegratedGradients(classifier, classifier)
     parts, delta = [], 0.0
     for i in range(0, len(z), batch_size):
-        zb = z[i:i + batch_size].to(dev)
-        attr, d = lig.attribute(zb, baselines=z0.to(dev).expand_as(zb), target=targets[i:i + batch_size].to(dev),
-                                n_steps=n_steps, internal_batch_size=len(zb) * n_steps,
-                                attribute_to_layer_input=True, return_convergence_delta=True)
+        zb = z[i : i + batch_size].to(dev)
+        attr, d = lig.attribute(
+            zb,
+            baselines=z0.to(dev).expand_as(zb),
+            target=targets[i : i + batch_size].to(dev),
+            n_steps=n_steps,
+            internal_batch_size=len(zb) * n_steps,
+            attribute_to_layer_input=True,
+            return_convergence_delta=True,
+        )
         if isinstance(attr, (tuple, list)):
             attr = attr[0]
         parts.append(attr.detach().float().cpu())
@@ -33,8 +39,7 @@ def integrated_gradients(classifier, z, z0, targets, n_steps, batch_size):
 
 def measure(p: Problem, tally: Tally) -> None:
     """ig_share, ig_share_per_dim, ig_dim_ratio of every unit (and ig_share per class)."""
-    attr, delta = integrated_gradients(p.classifier, p.z, p.z0, p.targets, p.settings.n_steps,
-                                       p.settings.batch_size)
+    attr, delta = integrated_gradients(p.classifier, p.z, p.z0, p.targets, p.settings.n_steps, p.settings.batch_size)
     tally.checks["ig_convergence_delta_max"] = delta
     tally.checks["ig_minus_exact_max"] = float((attr - p.contrib).abs().max())
     mag = attr.abs()

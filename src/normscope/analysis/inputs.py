@@ -10,8 +10,9 @@ from normscope.data.batches import to_input
 
 
 @torch.no_grad()
-def classifier_inputs(model, x: torch.Tensor, batch_size: int = 256,
-                      device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def classifier_inputs(
+    model, x: torch.Tensor, batch_size: int = 256, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(z, logits)``: the classifier's input (N x D, float32, CPU) and the model's
     output for images ``x``, in eval mode, in batches of ``batch_size``."""
     clf = model.classifier
@@ -23,7 +24,7 @@ def classifier_inputs(model, x: torch.Tensor, batch_size: int = 256,
     outs = []
     try:
         for i in range(0, len(x), batch_size):
-            outs.append(model(x[i:i + batch_size].to(device)).detach().float().cpu())
+            outs.append(model(x[i : i + batch_size].to(device)).detach().float().cpu())
     finally:
         hook.remove()
         model.train(was_training)

@@ -51,32 +51,32 @@ class ByClass:
 
 @dataclass(frozen=True)
 class Settings:
-    n_steps: int       # Integrated Gradients steps
-    repeats: int       # permutations per unit
-    seed: int          # of the permutations
-    batch_size: int    # images per Integrated Gradients call
+    n_steps: int  # Integrated Gradients steps
+    repeats: int  # permutations per unit
+    seed: int  # of the permutations
+    batch_size: int  # images per Integrated Gradients call
 
 
 @dataclass
 class Problem:
     classifier: torch.nn.Module
-    z: torch.Tensor          # N x D classifier input (float32, CPU)
-    out: torch.Tensor        # N x K the model's outputs
-    y: torch.Tensor          # N true labels
-    targets: torch.Tensor    # N classes whose logit is attributed
-    z0: torch.Tensor         # D: the IG / logit baseline
-    zbar: torch.Tensor       # D: the mean classifier input (the ablation value)
-    w: torch.Tensor          # K x D
-    b: torch.Tensor          # K
-    act: Any                 # the classifier's output activation, or None
+    z: torch.Tensor  # N x D classifier input (float32, CPU)
+    out: torch.Tensor  # N x K the model's outputs
+    y: torch.Tensor  # N true labels
+    targets: torch.Tensor  # N classes whose logit is attributed
+    z0: torch.Tensor  # D: the IG / logit baseline
+    zbar: torch.Tensor  # D: the mean classifier input (the ablation value)
+    w: torch.Tensor  # K x D
+    b: torch.Tensor  # K
+    act: Any  # the classifier's output activation, or None
     groups: list[Unit]
     layers: list[Unit]
     totals: list[Unit]
     settings: Settings
     by_class: ByClass | None
-    pre: torch.Tensor = field(init=False)             # N x K pre-activation outputs
-    contrib: torch.Tensor = field(init=False)         # N x D: w_t . (z - z0), exact
-    offset: torch.Tensor = field(init=False)          # N x D: w_t . z0, the baseline's own share
+    pre: torch.Tensor = field(init=False)  # N x K pre-activation outputs
+    contrib: torch.Tensor = field(init=False)  # N x D: w_t . (z - z0), exact
+    offset: torch.Tensor = field(init=False)  # N x D: w_t . z0, the baseline's own share
     base_loss_i: torch.Tensor = field(init=False)
     base_correct_i: torch.Tensor = field(init=False)
 
@@ -116,8 +116,23 @@ class Problem:
 def make_problem(model, z, out, y, z0, zbar, *, target: str, by_class: bool, settings: Settings) -> Problem:
     w, b, act = classifier_parts(model)
     groups, layers, totals = build_units(model)
-    return Problem(model.classifier, z, out, y, out.argmax(1) if target == "pred" else y, z0, zbar, w, b, act,
-                   groups, layers, totals, settings, ByClass(y) if by_class else None)
+    return Problem(
+        model.classifier,
+        z,
+        out,
+        y,
+        out.argmax(1) if target == "pred" else y,
+        z0,
+        zbar,
+        w,
+        b,
+        act,
+        groups,
+        layers,
+        totals,
+        settings,
+        ByClass(y) if by_class else None,
+    )
 
 
 def _constant(values: torch.Tensor) -> bool:
@@ -133,8 +148,14 @@ class Tally:
     def __init__(self, p: Problem):
         self.rows: dict[str, dict[str, Any]] = {}
         for u in p.units:
-            row = {"name": u.name, "level": u.level, "layer": u.layer, "stat": u.stat, "size": u.size,
-                   "constant": _constant(p.z[:, u.index])}
+            row = {
+                "name": u.name,
+                "level": u.level,
+                "layer": u.layer,
+                "stat": u.stat,
+                "size": u.size,
+                "constant": _constant(p.z[:, u.index]),
+            }
             row.update({m: None for m in MEASURES})
             self.rows[u.key] = row
         self.per_class: dict[str, dict[str, torch.Tensor]] = {u.key: {} for u in p.units}

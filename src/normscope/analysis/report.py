@@ -16,20 +16,35 @@ from normscope.analysis.common import CLASS_MEASURES
 from normscope.fileio import atomic_write, write_json
 
 #: the table's columns: (header, justify)
-COLUMNS = (("group", "left"), ("size", "right"), ("IG share", "right"), ("IG/dim ×avg", "right"),
-           ("logit share", "right"), ("logit Δ", "right"), ("perm Δacc", "right"),
-           ("perm Δloss", "right"), ("ablate Δacc", "right"), ("ablate Δloss", "right"))
+COLUMNS = (
+    ("group", "left"),
+    ("size", "right"),
+    ("IG share", "right"),
+    ("IG/dim ×avg", "right"),
+    ("logit share", "right"),
+    ("logit Δ", "right"),
+    ("perm Δacc", "right"),
+    ("perm Δloss", "right"),
+    ("ablate Δacc", "right"),
+    ("ablate Δloss", "right"),
+)
 
 #: the chart's bars: (measure, label)
-CHART_MEASURES = (("ig_share", "IG share"), ("logit_share", "logit share"),
-                  ("permutation_accuracy_drop", "permutation Δacc"), ("ablation_accuracy_drop", "ablation Δacc"))
+CHART_MEASURES = (
+    ("ig_share", "IG share"),
+    ("logit_share", "logit share"),
+    ("permutation_accuracy_drop", "permutation Δacc"),
+    ("ablation_accuracy_drop", "ablation Δacc"),
+)
 
 
 def features_only_message(result: dict) -> str | None:
     if not result.get("features_only"):
         return None
-    return ("This model does not reuse normalization statistics: its classifier sees the flattened "
-            "features only, so all reliance is on the features (stats_share = 0).")
+    return (
+        "This model does not reuse normalization statistics: its classifier sees the flattened "
+        "features only, so all reliance is on the features (stats_share = 0)."
+    )
 
 
 def _fmt(v, pct: bool = True, signed: bool = False) -> str:
@@ -42,14 +57,18 @@ def _fmt(v, pct: bool = True, signed: bool = False) -> str:
 
 def _cells(r: dict, label: str | None = None) -> list[str]:
     """One row of the table: the unit's label, size and measures."""
-    return [label or r["name"] + (" (constant)" if r.get("constant") and r.get("layer") else ""),
-            str(r["size"]), _fmt(r["ig_share"]),
-            "–" if r["ig_dim_ratio"] is None else f"{r['ig_dim_ratio']:.2f}",
-            _fmt(r["logit_share"]), _fmt(r["logit_contribution"], pct=False, signed=True),
-            _fmt(r["permutation_accuracy_drop"], signed=True),
-            _fmt(r["permutation_loss_rise"], pct=False, signed=True),
-            _fmt(r["ablation_accuracy_drop"], signed=True),
-            _fmt(r["ablation_loss_rise"], pct=False, signed=True)]
+    return [
+        label or r["name"] + (" (constant)" if r.get("constant") and r.get("layer") else ""),
+        str(r["size"]),
+        _fmt(r["ig_share"]),
+        "–" if r["ig_dim_ratio"] is None else f"{r['ig_dim_ratio']:.2f}",
+        _fmt(r["logit_share"]),
+        _fmt(r["logit_contribution"], pct=False, signed=True),
+        _fmt(r["permutation_accuracy_drop"], signed=True),
+        _fmt(r["permutation_loss_rise"], pct=False, signed=True),
+        _fmt(r["ablation_accuracy_drop"], signed=True),
+        _fmt(r["ablation_loss_rise"], pct=False, signed=True),
+    ]
 
 
 def render_table(result: dict, console, title: str | None = None) -> None:
@@ -70,8 +89,7 @@ def render_table(result: dict, console, title: str | None = None) -> None:
     needed = Measurement.get(console, console.options.update_width(1000), table).maximum
     if needed > console.width and not console.is_terminal:
         # a pipe or a file: print the table whole rather than squeezed into 80 columns
-        Console(file=console.file, width=needed, no_color=console.no_color,
-                force_terminal=False).print(table)
+        Console(file=console.file, width=needed, no_color=console.no_color, force_terminal=False).print(table)
     else:
         console.print(table)
 
@@ -81,16 +99,21 @@ def report(result: dict, console=None) -> None:
     the files written."""
     if console is None:
         console = Console()
-    title = (f"{result.get('model', 'model')}: {result.get('split', '')} {result['samples']} images, accuracy "
-             f"{result['accuracy']:.3f}; target logit: {result['target']}; baseline: {result['baseline']}")
+    title = (
+        f"{result.get('model', 'model')}: {result.get('split', '')} {result['samples']} images, accuracy "
+        f"{result['accuracy']:.3f}; target logit: {result['target']}; baseline: {result['baseline']}"
+    )
     render_table(result, console, title=title)
     message = features_only_message(result)
     if message:
         console.print(f"[bold]{message}[/]", highlight=False, soft_wrap=True)
     elif result["stats_share"] is not None:
-        console.print(f"[bold]stats_share {result['stats_share']:.1%}[/]: share of |Integrated Gradients| on "
-                      f"all reused statistics together (features {1 - result['stats_share']:.1%}).",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold]stats_share {result['stats_share']:.1%}[/]: share of |Integrated Gradients| on "
+            f"all reused statistics together (features {1 - result['stats_share']:.1%}).",
+            highlight=False,
+            soft_wrap=True,
+        )
     for note in result["notes"]:
         if not note.startswith("this model does not reuse"):
             console.print(f"note: {note}", highlight=False, style="yellow", soft_wrap=True)
@@ -129,8 +152,9 @@ def plot_attribution(path: str | Path, result: dict, title: str = "") -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    measures = [(k, lbl) for k, lbl in CHART_MEASURES
-                if any(r.get(k) is not None for r in result["totals"] + result["layers"])]
+    measures = [
+        (k, lbl) for k, lbl in CHART_MEASURES if any(r.get(k) is not None for r in result["totals"] + result["layers"])
+    ]
     panels = [("features vs statistics", result["totals"])]
     feats = [r for r in result["totals"] if r["name"] == "features"]
     if result["layers"]:
@@ -145,8 +169,9 @@ def plot_attribution(path: str | Path, result: dict, title: str = "") -> Path:
             vals = [r.get(k) or 0.0 for r in rows]
             ax.bar(xs + (j - (len(measures) - 1) / 2) * width, vals, width, label=lbl)
         ax.set_xticks(xs)
-        ax.set_xticklabels([r["name"] for r in rows], rotation=30 if len(rows) > 4 else 0, ha="right"
-                           if len(rows) > 4 else "center")
+        ax.set_xticklabels(
+            [r["name"] for r in rows], rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center"
+        )
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(ptitle)
         ax.grid(axis="y", alpha=0.3)

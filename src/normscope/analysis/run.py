@@ -14,9 +14,22 @@ from normscope.analysis.report import plot_attribution, report, write_attributio
 from normscope.train import Run, load_run, pick_device
 
 
-def attribute_run(run, split: str = "test", samples: int | None = 1000, baseline_samples: int | None = 1000,
-                  seed: int = 0, device=None, checkpoint: str = "best", data_dir=None, write: bool = True,
-                  out=None, by_class: bool = False, quiet: bool = True, console=None, **kwargs) -> dict[str, Any]:
+def attribute_run(
+    run,
+    split: str = "test",
+    samples: int | None = 1000,
+    baseline_samples: int | None = 1000,
+    seed: int = 0,
+    device=None,
+    checkpoint: str = "best",
+    data_dir=None,
+    write: bool = True,
+    out=None,
+    by_class: bool = False,
+    quiet: bool = True,
+    console=None,
+    **kwargs,
+) -> dict[str, Any]:
     """:func:`attribute` on a run: ``run`` is a run directory or a loaded
     ``normscope.train.Run``. Uses its model (the ``checkpoint``), ``samples`` images of
     ``split`` (seeded subset; None/0 = all) and, as the baseline / ablation value, the mean
@@ -34,8 +47,9 @@ def attribute_run(run, split: str = "test", samples: int | None = 1000, baseline
     model = run.model.to(dev)
     x, y, _ = run_inputs(run, split, samples, seed=seed, device=dev)
     bx, _, _ = run_inputs(run, "train", baseline_samples, seed=seed + 1, device=dev)
-    result = attribute(model, x, y, baseline_x=bx, seed=seed, device=dev, by_class=by_class,
-                       class_names=run.class_names, **kwargs)
+    result = attribute(
+        model, x, y, baseline_x=bx, seed=seed, device=dev, by_class=by_class, class_names=run.class_names, **kwargs
+    )
     result = {**_run_info(run, split), **result}
     result["files"] = _write_files(out_dir, result, by_class) if write else []
     if not quiet:
@@ -60,16 +74,23 @@ def _make_dir(out_dir: Path) -> None:
 
 def _run_info(run: Run, split: str) -> dict[str, Any]:
     """What attribution.json says about the run, ahead of the measures."""
-    return {"run": str(run.path), "model": run.name, "checkpoint": getattr(run, "checkpoint", "best"),
-            "data": run.config.get("data"), "split": split,
-            "variant": {"norm": run.config.get("norm"), "reuse": run.config.get("reuse")}}
+    return {
+        "run": str(run.path),
+        "model": run.name,
+        "checkpoint": getattr(run, "checkpoint", "best"),
+        "data": run.config.get("data"),
+        "split": split,
+        "variant": {"norm": run.config.get("norm"), "reuse": run.config.get("reuse")},
+    }
 
 
 def _write_files(out_dir: Path, result: dict, by_class: bool) -> list[str]:
     """attribution.json, attribution.png and, with ``by_class``, attribution_per_class.csv."""
     title = f"{result['model']}: reliance of the classifier ({result['split']}, {result['samples']} images)"
-    files = [str(write_attribution(out_dir / ATTRIBUTION_JSON, result)),
-             str(plot_attribution(out_dir / ATTRIBUTION_PNG, result, title=title))]
+    files = [
+        str(write_attribution(out_dir / ATTRIBUTION_JSON, result)),
+        str(plot_attribution(out_dir / ATTRIBUTION_PNG, result, title=title)),
+    ]
     if by_class:
         files.append(str(write_per_class_csv(out_dir / ATTRIBUTION_CSV, result)))
     return files

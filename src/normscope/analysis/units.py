@@ -19,11 +19,11 @@ class Unit:
     """A set of classifier-input dimensions that is measured together."""
 
     name: str
-    level: str            # "group" | "layer" | "total"
-    index: torch.Tensor   # int64 positions in the classifier input
-    layer: str | None = None   # the norm layer a statistic comes from (None: features)
-    stat: str | None = None    # mean | var | denominator (groups only)
-    norm: str | None = None    # short name of the normalization (normscope.norms.NORMS); None: features
+    level: str  # "group" | "layer" | "total"
+    index: torch.Tensor  # int64 positions in the classifier input
+    layer: str | None = None  # the norm layer a statistic comes from (None: features)
+    stat: str | None = None  # mean | var | denominator (groups only)
+    norm: str | None = None  # short name of the normalization (normscope.norms.NORMS); None: features
 
     @property
     def size(self) -> int:

@@ -10,8 +10,12 @@ import typer
 
 from normscope.cli import analysis, draw, static, study, train
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.",
+)
 for _module in (static, draw, train, analysis, study):
     _module.register(app)
 

@@ -20,15 +20,18 @@ def attribute_cmd(
     split: str = typer.Option("test", "--split", help="test | val | train"),
     samples: int = typer.Option(1000, "--samples", help="images attributed (a seeded random subset; 0 = all)"),
     target: str = typer.Option("pred", "--target", help="the logit attributed: pred (predicted class) | label"),
-    methods: Optional[list[str]] = typer.Option(None, "--methods",
-                                                help="ig, logit, permutation, ablation (comma-separated or "
-                                                     "repeated; default all)"),
+    methods: Optional[list[str]] = typer.Option(
+        None, "--methods", help="ig, logit, permutation, ablation (comma-separated or repeated; default all)"
+    ),
     by_class: bool = typer.Option(False, "--by-class", help="also write attribution_per_class.csv"),
-    baseline: str = typer.Option("train-mean", "--baseline",
-                                 help="IG / logit baseline: train-mean (mean classifier input over training "
-                                      "images) | zero"),
-    baseline_samples: int = typer.Option(1000, "--baseline-samples",
-                                         help="training images for the mean classifier input (0 = all)"),
+    baseline: str = typer.Option(
+        "train-mean",
+        "--baseline",
+        help="IG / logit baseline: train-mean (mean classifier input over training images) | zero",
+    ),
+    baseline_samples: int = typer.Option(
+        1000, "--baseline-samples", help="training images for the mean classifier input (0 = all)"
+    ),
     steps: int = typer.Option(32, "--steps", help="Integrated Gradients steps"),
     repeats: int = typer.Option(5, "--repeats", help="permutations per group"),
     batch_size: int = typer.Option(256, "--batch-size", help="images per forward pass"),
@@ -53,16 +56,34 @@ def attribute_cmd(
         raise NormscopeError(f"--baseline must be train-mean or zero, got {baseline!r}")
     if checkpoint not in ("best", "last"):
         raise NormscopeError(f"--checkpoint must be best or last, got {checkpoint!r}")
-    for name, value, low in (("--samples", samples, 0), ("--baseline-samples", baseline_samples, 0),
-                             ("--steps", steps, 1), ("--repeats", repeats, 1), ("--batch-size", batch_size, 1)):
+    for name, value, low in (
+        ("--samples", samples, 0),
+        ("--baseline-samples", baseline_samples, 0),
+        ("--steps", steps, 1),
+        ("--repeats", repeats, 1),
+        ("--batch-size", batch_size, 1),
+    ):
         if value < low:
             raise NormscopeError(f"{name} must be >= {low}, got {value}")
     wanted = A.parse_methods(methods)
-    result = A.attribute_run(run_dir, split=split, samples=samples or None,
-                             baseline_samples=baseline_samples or None, seed=seed, device=device,
-                             checkpoint=checkpoint, data_dir=data_dir, out=out, by_class=by_class,
-                             target=target, methods=wanted, baseline=baseline, n_steps=steps,
-                             repeats=repeats, batch_size=batch_size)
+    result = A.attribute_run(
+        run_dir,
+        split=split,
+        samples=samples or None,
+        baseline_samples=baseline_samples or None,
+        seed=seed,
+        device=device,
+        checkpoint=checkpoint,
+        data_dir=data_dir,
+        out=out,
+        by_class=by_class,
+        target=target,
+        methods=wanted,
+        baseline=baseline,
+        n_steps=steps,
+        repeats=repeats,
+        batch_size=batch_size,
+    )
     if as_json:
         doc = {k: v for k, v in result.items() if k != "per_class"}
         sys.stdout.write(json.dumps(jsonable(doc), indent=2) + "\n")

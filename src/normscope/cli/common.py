@@ -23,6 +23,7 @@ def fail(message: str, code: int = 2):
 
 def user_errors(fn):
     """Turn NormscopeError into a clean message and exit status 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -31,6 +32,7 @@ def user_errors(fn):
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", 130)
+
     return wrapper
 
 

@@ -11,18 +11,33 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from normscope import norms
 from normscope.cli.common import console, fail, user_errors
 from normscope.data import default_data_dir, download_cifar100
 from normscope.errors import NormscopeError
 
-METRIC_LABELS = (("loss", "loss"), ("accuracy", "accuracy"), ("precision", "precision"),
-                 ("recall", "recall"), ("auc", "AUC"), ("top5_accuracy", "top-5 accuracy"),
-                 ("macro_f1", "macro F1"))
+METRIC_LABELS = (
+    ("loss", "loss"),
+    ("accuracy", "accuracy"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("auc", "AUC"),
+    ("top5_accuracy", "top-5 accuracy"),
+    ("macro_f1", "macro F1"),
+)
 
-DataOpt = typer.Option(None, "--data", help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N] "
-                                           "(default: the description's train.data)")
-DataDirOpt = typer.Option(None, "--data-dir", help="where the data files are (default: ~/.cache/normscope/data "
-                                                   "or $NORMSCOPE_DATA; Fashion-MNIST also /usr/share/datasets)")
+DataOpt = typer.Option(
+    None,
+    "--data",
+    help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N] "
+    "(default: the description's train.data)",
+)
+DataDirOpt = typer.Option(
+    None,
+    "--data-dir",
+    help="where the data files are (default: ~/.cache/normscope/data "
+    "or $NORMSCOPE_DATA; Fashion-MNIST also /usr/share/datasets)",
+)
 
 
 @user_errors
@@ -30,7 +45,7 @@ def train_cmd(
     file: Optional[Path] = typer.Argument(None, help="model description (.yml); omit with --resume"),
     data: Optional[str] = DataOpt,
     data_dir: Optional[Path] = DataDirOpt,
-    norm: Optional[str] = typer.Option(None, "--norm", help="variant: none | bn | in | gdn"),
+    norm: Optional[str] = typer.Option(None, "--norm", help="variant: " + " | ".join(norms.NORM_CHOICES)),
     reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="variant: reuse the norm statistics"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="override train.epochs (with --resume: extend)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="override train.batch_size"),
@@ -38,14 +53,18 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="override train.seed"),
     subset: Optional[int] = typer.Option(None, "--subset", help="use a class-stratified subset of N training images"),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
-    fit_data: bool = typer.Option(False, "--fit-data", help="build the model for the data's input shape and class "
-                                                            "count even where the description fixes others"),
+    fit_data: bool = typer.Option(
+        False,
+        "--fit-data",
+        help="build the model for the data's input shape and class count even where the description fixes others",
+    ),
     out: Path = typer.Option(Path("runs"), "--out", help="parent directory of the run directories"),
     name: Optional[str] = typer.Option(None, "--name", help="run directory name (default: model-data-seed-time)"),
     gpu: bool = typer.Option(False, "--gpu", help="train on the CUDA GPU (same as --device cuda)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model "
-                                                                                "(default: train.compile)"),
+    compile: Optional[bool] = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the model (default: train.compile)"
+    ),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: on with CUDA)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory"),
     progress: str = typer.Option("auto", "--progress", help="auto | bar | log | none"),
@@ -53,28 +72,69 @@ def train_cmd(
     """Train a model description; writes a run directory under --out."""
     from normscope.train import TrainingFailed, train  # torch: only commands that train import it
 
-    if progress not in ("auto", "bar", "log", "none"):
-        raise NormscopeError(f"--progress must be auto, bar, log or none, got {progress!r}")
-    if gpu:
+    device = _check_train_options(locals())
+    try:
+        train(
+            file,
+            data=data,
+            data_dir=data_dir,
+            out=out,
+            name=name,
+            norm=norm,
+            reuse=reuse,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            subset=subset,
+            test_subset=test_subset,
+            device=device,
+            fit_data=fit_data,
+            compile=compile,
+            amp=amp,
+            progress=progress,
+            resume=resume,
+        )
+    except TrainingFailed as exc:
+        fail(f"training failed: {exc}", 1)
+
+
+def _check_train_options(opts: dict) -> str:
+    """Refuse contradicting options; returns the device."""
+    device, resume = opts["device"], opts["resume"]
+    if opts["progress"] not in ("auto", "bar", "log", "none"):
+        raise NormscopeError(f"--progress must be auto, bar, log or none, got {opts['progress']!r}")
+    if opts["gpu"]:
         if device not in ("auto", "cuda") and not device.startswith("cuda"):
             raise NormscopeError(f"--gpu and --device {device} contradict each other")
         device = device if device.startswith("cuda") else "cuda"
-    if resume is not None:
-        given = {"FILE": file, "--data": data, "--norm": norm, "--reuse": reuse, "--batch-size": batch_size,
-                 "--lr": lr, "--seed": seed, "--subset": subset, "--test-subset": test_subset,
-                 "--name": name, "--compile": compile, "--amp": amp}
-        clash = [k for k, v in given.items() if v is not None] + (["--fit-data"] if fit_data else [])
-        if clash:
-            raise NormscopeError(f"--resume continues a run with its own settings; drop {', '.join(clash)} "
-                                 "(only --epochs, --device/--gpu and --data-dir apply)")
-    elif file is None:
-        raise NormscopeError("give a model description (.yml), or --resume RUN_DIR")
-    try:
-        train(file, data=data, data_dir=data_dir, out=out, name=name, norm=norm, reuse=reuse, epochs=epochs,
-              batch_size=batch_size, lr=lr, seed=seed, subset=subset, test_subset=test_subset, device=device,
-              fit_data=fit_data, compile=compile, amp=amp, progress=progress, resume=resume)
-    except TrainingFailed as exc:
-        fail(f"training failed: {exc}", 1)
+    if resume is None:
+        if opts["file"] is None:
+            raise NormscopeError("give a model description (.yml), or --resume RUN_DIR")
+        return device
+    flags = {
+        "FILE": "file",
+        "--data": "data",
+        "--norm": "norm",
+        "--reuse": "reuse",
+        "--batch-size": "batch_size",
+        "--lr": "lr",
+        "--seed": "seed",
+        "--subset": "subset",
+        "--test-subset": "test_subset",
+        "--name": "name",
+        "--compile": "compile",
+        "--amp": "amp",
+    }
+    clash = [flag for flag, key in flags.items() if opts[key] is not None] + (
+        ["--fit-data"] if opts["fit_data"] else []
+    )
+    if clash:
+        raise NormscopeError(
+            f"--resume continues a run with its own settings; drop {', '.join(clash)} "
+            "(only --epochs, --device/--gpu and --data-dir apply)"
+        )
+    return device
 
 
 @user_errors
@@ -99,8 +159,7 @@ def eval_cmd(
     results_path = run_dir / runs.RESULTS
     if results_path.is_file():
         recorded = (runs.read_json(results_path).get(split) or {}) if checkpoint == "best" else {}
-    table = Table(title=f"{run_dir} - {split} ({checkpoint} checkpoint)", title_justify="left",
-                  header_style="bold")
+    table = Table(title=f"{run_dir} - {split} ({checkpoint} checkpoint)", title_justify="left", header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
     if recorded:
@@ -118,8 +177,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Data sets: download, inspect.
 
 @data_app.command("download")
 @user_errors
-def data_download(name: str = typer.Argument(..., help="cifar100"),
-                  data_dir: Optional[Path] = DataDirOpt):
+def data_download(name: str = typer.Argument(..., help="cifar100"), data_dir: Optional[Path] = DataDirOpt):
     """Download a data set (CIFAR-100) where the internet is reachable."""
 
     key = name.lower().replace("_", "-")
@@ -128,38 +186,53 @@ def data_download(name: str = typer.Argument(..., help="cifar100"),
         path = download_cifar100(data_dir)
         console.print(f"[green]ok[/] {path}")
     elif key in ("fashion-mnist", "fashionmnist", "fmnist"):
-        raise NormscopeError("Fashion-MNIST is not downloaded by normscope: install Debian's package "
-                             "(apt-get install dataset-fashion-mnist) or put the four IDX .gz files in "
-                             "--data-dir")
+        raise NormscopeError(
+            "Fashion-MNIST is not downloaded by normscope: install Debian's package "
+            "(apt-get install dataset-fashion-mnist) or put the four IDX .gz files in "
+            "--data-dir"
+        )
     else:
         raise NormscopeError(f"cannot download {name!r}; downloadable: cifar100")
 
 
 @data_app.command("info")
 @user_errors
-def data_info(spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | npz:PATH | synthetic[:N]"),
-              data_dir: Optional[Path] = DataDirOpt,
-              validation: float = typer.Option(0.1, "--validation", help="validation fraction"),
-              as_json: bool = typer.Option(False, "--json")):
+def data_info(
+    spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | npz:PATH | synthetic[:N]"),
+    data_dir: Optional[Path] = DataDirOpt,
+    validation: float = typer.Option(0.1, "--validation", help="validation fraction"),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Sizes, image shape, classes and training statistics of a data set."""
     from normscope.data.batches import prepare_data  # torch: only commands that load data import it
 
     if not 0 <= validation < 1:
         raise NormscopeError("--validation must be in [0, 1)")
     s = prepare_data(spec, data_dir=data_dir, validation=validation)
-    info = {"data": spec, "name": s.name, "input_shape": list(s.input_shape), "classes": s.num_classes,
-            "train": len(s.y["train"]), "val": len(s.y["val"]), "test": len(s.y["test"]),
-            "mean": [round(v, 4) for v in s.mean.tolist()], "std": [round(v, 4) for v in s.std.tolist()],
-            "class_names": s.class_names}
+    info = {
+        "data": spec,
+        "name": s.name,
+        "input_shape": list(s.input_shape),
+        "classes": s.num_classes,
+        "train": len(s.y["train"]),
+        "val": len(s.y["val"]),
+        "test": len(s.y["test"]),
+        "mean": [round(v, 4) for v in s.mean.tolist()],
+        "std": [round(v, 4) for v in s.std.tolist()],
+        "class_names": s.class_names,
+    }
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
     c, h, w = s.input_shape
     names = ", ".join(s.class_names[:12]) + (" ..." if len(s.class_names) > 12 else "")
-    console.print(f"[bold]{spec}[/] ({s.name}): {h}x{w} images, {c} channel(s), {s.num_classes} classes\n"
-                  f"  train {info['train']:,}  val {info['val']:,}  test {info['test']:,}\n"
-                  f"  training mean {info['mean']}  std {info['std']} (on [0, 1])\n"
-                  f"  classes: {names}", highlight=False)
+    console.print(
+        f"[bold]{spec}[/] ({s.name}): {h}x{w} images, {c} channel(s), {s.num_classes} classes\n"
+        f"  train {info['train']:,}  val {info['val']:,}  test {info['test']:,}\n"
+        f"  training mean {info['mean']}  std {info['std']} (on [0, 1])\n"
+        f"  classes: {names}",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

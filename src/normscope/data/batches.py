@@ -60,8 +60,15 @@ class Splits:
         return torch.from_numpy(self.x[split]).permute(0, 3, 1, 2).contiguous().to(device)
 
 
-def prepare_data(data: str, data_dir=None, subset: int | None = None, test_subset: int | None = None,
-                 validation: float = 0.1, standardize: bool = True, split_seed: int = 0) -> Splits:
+def prepare_data(
+    data: str,
+    data_dir=None,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    validation: float = 0.1,
+    standardize: bool = True,
+    split_seed: int = 0,
+) -> Splits:
     """Load ``data``, optionally take a class-stratified subset, carve the validation
     split from the training images and compute the training split's channel statistics.
 
@@ -82,9 +89,14 @@ def prepare_data(data: str, data_dir=None, subset: int | None = None, test_subse
         std = np.where(std > 0, std, 1.0)
     else:  # plain [0, 1] scaling
         mean, std = np.zeros(c), np.ones(c)
-    return Splits(name=ds.name, x=x, y={k: v.astype(np.int64) for k, v in y.items()},
-                  mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
-                  class_names=list(ds.class_names))
+    return Splits(
+        name=ds.name,
+        x=x,
+        y={k: v.astype(np.int64) for k, v in y.items()},
+        mean=np.asarray(mean, dtype=np.float64),
+        std=np.asarray(std, dtype=np.float64),
+        class_names=list(ds.class_names),
+    )
 
 
 def to_input(x_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -112,15 +124,14 @@ class DeviceData:
     def n(self, split: str) -> int:
         return len(self.y[split])
 
-    def train_batch(self, idx: torch.Tensor, offsets: torch.Tensor | None,
-                    flips: torch.Tensor | None) -> torch.Tensor:
+    def train_batch(self, idx: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
         """uint8 training images ``idx``, each cropped at its (dy, dx) offset inside the
         padded image and flipped where ``flips`` is True; one gather, one where."""
         if offsets is None:
             xb = self.x["train"][idx]
         else:
-            rows = (offsets[:, 0:1] + self._rows)[:, None, :, None]      # B,1,H,1
-            cols = (offsets[:, 1:2] + self._cols)[:, None, None, :]      # B,1,1,W
+            rows = (offsets[:, 0:1] + self._rows)[:, None, :, None]  # B,1,H,1
+            cols = (offsets[:, 1:2] + self._cols)[:, None, None, :]  # B,1,1,W
             xb = self.train_padded[idx[:, None, None, None], self._chans[None, :, None, None], rows, cols]
         if flips is not None:
             xb = torch.where(flips[:, None, None, None], xb.flip(3), xb)

@@ -53,9 +53,7 @@ class _SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: not part of the CIFAR format"
-            )
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of the CIFAR format")
         if module.startswith("numpy.core") and hasattr(np, "_core"):
             module = "numpy._core" + module[len("numpy.core") :]
         if module == "copy_reg":
@@ -75,9 +73,7 @@ def load_cifar_pickle(fileobj: Any, where: str) -> dict[str, Any]:
             "Delete it and download CIFAR-100 again (`normscope data download cifar100`)."
         ) from exc
     if not isinstance(obj, dict):
-        raise DataError(
-            f"{where} does not hold a dict as CIFAR pickles do (found {type(obj).__name__})."
-        )
+        raise DataError(f"{where} does not hold a dict as CIFAR pickles do (found {type(obj).__name__}).")
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
 
 
@@ -168,8 +164,7 @@ def read_cifar_tarball(tarball: Path) -> dict[str, dict[str, Any]]:
                     member = tar.getmember(f"{CIFAR100_DIRNAME}/{part}")
                 except KeyError:
                     raise DataError(
-                        f"{tarball} has no {CIFAR100_DIRNAME}/{part}. Download the "
-                        "official archive again."
+                        f"{tarball} has no {CIFAR100_DIRNAME}/{part}. Download the official archive again."
                     ) from None
                 f = tar.extractfile(member) if member.isfile() else None
                 if f is None:
@@ -178,7 +173,6 @@ def read_cifar_tarball(tarball: Path) -> dict[str, dict[str, Any]]:
                     out[part] = load_cifar_pickle(io.BytesIO(f.read()), f"{tarball}:{member.name}")
     except _ARCHIVE_ERRORS as exc:
         raise DataError(
-            f"Could not read {tarball} ({type(exc).__name__}: {exc}); delete it and "
-            "download it again."
+            f"Could not read {tarball} ({type(exc).__name__}: {exc}); delete it and download it again."
         ) from exc
     return out

@@ -35,14 +35,9 @@ class Dataset:
             x = getattr(self, f"x_{split}")
             y = getattr(self, f"y_{split}")
             if x.ndim != 4:
-                raise DataError(
-                    f"{self.name}: x_{split} must be N x H x W x C, got shape {x.shape}."
-                )
+                raise DataError(f"{self.name}: x_{split} must be N x H x W x C, got shape {x.shape}.")
             if y.ndim != 1 or len(y) != len(x):
-                raise DataError(
-                    f"{self.name}: y_{split} must be a vector of {len(x)} labels, "
-                    f"got shape {y.shape}."
-                )
+                raise DataError(f"{self.name}: y_{split} must be a vector of {len(x)} labels, got shape {y.shape}.")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"{self.name}: train images are {self.x_train.shape[1:]} but test "

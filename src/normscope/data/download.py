@@ -34,9 +34,7 @@ def download_cifar100(data_dir: str | Path | None = None, timeout: float = 30.0)
         return target
     _torchvision_download(root, timeout)
     if not is_cifar_dir(target):
-        raise DataError(
-            f"The CIFAR-100 download finished but {target} is incomplete; delete it and retry."
-        )
+        raise DataError(f"The CIFAR-100 download finished but {target} is incomplete; delete it and retry.")
     return target
 
 
@@ -47,9 +45,7 @@ def _torchvision_download(root: Path, timeout: float) -> None:
         # imported here: torchvision is heavy and only this download needs it
         from torchvision.datasets import CIFAR100
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
-        raise DataError(
-            "Downloading CIFAR-100 needs torchvision (pip install torchvision)."
-        ) from exc
+        raise DataError("Downloading CIFAR-100 needs torchvision (pip install torchvision).") from exc
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:

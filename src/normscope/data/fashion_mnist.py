@@ -95,14 +95,10 @@ def _locate_fashion_mnist(candidates: list[Path]) -> Path:
 def _check_fashion_split(chosen: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
     xs, ys = FASHION_MNIST_FILES[f"x_{split}"], FASHION_MNIST_FILES[f"y_{split}"]
     if x.ndim != 3 or x.dtype != np.uint8:
-        raise DataError(
-            f"{chosen / xs}: expected N x H x W uint8 images, got {x.dtype} {x.shape}."
-        )
+        raise DataError(f"{chosen / xs}: expected N x H x W uint8 images, got {x.dtype} {x.shape}.")
     if y.ndim != 1 or y.dtype != np.uint8:
         raise DataError(f"{chosen / ys}: expected a uint8 label vector, got {y.dtype} {y.shape}.")
     if len(x) != len(y):
-        raise DataError(
-            f"{chosen}: {xs} holds {len(x)} images but {ys} holds {len(y)} labels."
-        )
+        raise DataError(f"{chosen}: {xs} holds {len(x)} images but {ys} holds {len(y)} labels.")
     if len(y) and y.max() >= len(FASHION_MNIST_CLASS_NAMES):
         raise DataError(f"{chosen / ys}: label {int(y.max())} is outside 0..9.")

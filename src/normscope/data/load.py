@@ -45,9 +45,7 @@ _SYNTHETIC_KEYS: dict[str, tuple[str, type]] = {
 }
 
 
-def load_dataset(
-    spec: str, data_dir: str | Path | None = None, seed: int = 0
-) -> Dataset:
+def load_dataset(spec: str, data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
     """Load the data set named by ``spec`` (see the module docstring).
 
     ``data_dir`` overrides where files are looked for; ``seed`` only matters for

@@ -29,8 +29,7 @@ def load_npz(path: str | Path) -> Dataset:
         xkey = "x" + key[1:]
         if len(arrays[key]) != len(arrays[xkey]):
             raise DataError(
-                f"{path}: {xkey!r} has {len(arrays[xkey])} images but {key!r} has "
-                f"{len(arrays[key])} labels."
+                f"{path}: {xkey!r} has {len(arrays[xkey])} images but {key!r} has {len(arrays[key])} labels."
             )
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
@@ -54,9 +53,7 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DataError(
-            f"{path} is not a readable .npz file ({type(exc).__name__}: {exc}). {_NPZ_HELP}"
-        ) from exc
+        raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc}). {_NPZ_HELP}") from exc
     if not hasattr(npz, "files"):
         raise DataError(f"{path} holds a single array, not an .npz archive of named arrays. {_NPZ_HELP}")
     with npz:
@@ -65,15 +62,12 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         for key in _ARRAYS:
             if key not in files:
                 raise DataError(
-                    f"{path} has no array named {key!r} (found: {', '.join(sorted(files)) or 'none'}). "
-                    f"{_NPZ_HELP}"
+                    f"{path} has no array named {key!r} (found: {', '.join(sorted(files)) or 'none'}). {_NPZ_HELP}"
                 )
             try:
                 arrays[key] = npz[key]
             except ValueError as exc:  # object arrays need pickle
-                raise DataError(
-                    f"{path}: {key!r} is an object array; store plain numeric arrays. {_NPZ_HELP}"
-                ) from exc
+                raise DataError(f"{path}: {key!r} is an object array; store plain numeric arrays. {_NPZ_HELP}") from exc
         names_arr = _read_class_names(npz, path) if "class_names" in files else None
     return arrays, names_arr
 
@@ -83,8 +77,7 @@ def _read_class_names(npz: Any, path: Path) -> np.ndarray:
         return npz["class_names"]
     except ValueError as exc:
         raise DataError(
-            f"{path}: 'class_names' is an object array; store it as a string array, "
-            "e.g. np.array(['cat', 'dog'])."
+            f"{path}: 'class_names' is an object array; store it as a string array, e.g. np.array(['cat', 'dog'])."
         ) from exc
 
 
@@ -96,8 +89,7 @@ def _to_nhwc(x: np.ndarray, path: Path, key: str) -> np.ndarray:
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return x
     raise DataError(
-        f"{path}: {key!r} has shape {x.shape}; expected N x H x W x C, N x C x H x W "
-        f"or N x H x W images. {_NPZ_HELP}"
+        f"{path}: {key!r} has shape {x.shape}; expected N x H x W x C, N x C x H x W or N x H x W images. {_NPZ_HELP}"
     )
 
 
@@ -130,14 +122,11 @@ def _checked_labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
 
 def _class_names(arrays: dict[str, np.ndarray], names_arr: np.ndarray | None, path: Path) -> list[str]:
     """The stored class names, checked against the labels, or "0".."K-1"."""
-    max_label = max(
-        (int(arrays[k].max()) for k in ("y_train", "y_test") if len(arrays[k])), default=-1
-    )
+    max_label = max((int(arrays[k].max()) for k in ("y_train", "y_test") if len(arrays[k])), default=-1)
     if names_arr is not None:
         if names_arr.ndim != 1 or names_arr.dtype.kind not in "US":
             raise DataError(
-                f"{path}: 'class_names' must be a 1-D string array, got {names_arr.dtype} "
-                f"{names_arr.shape}."
+                f"{path}: 'class_names' must be a 1-D string array, got {names_arr.dtype} {names_arr.shape}."
             )
         class_names = decode_names(names_arr.tolist())
         if max_label >= len(class_names):

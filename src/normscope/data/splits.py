@@ -28,9 +28,7 @@ def _stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
     return np.sort(chosen)
 
 
-def subset(
-    ds: Dataset, n_train: int | None = None, n_test: int | None = None, seed: int = 0
-) -> Dataset:
+def subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
     """A deterministic, class-stratified subset: ``n_train`` training and
     ``n_test`` test images (``None`` or a number >= the size keeps the split
     whole).  Original order is kept."""
@@ -55,9 +53,7 @@ def subset(
     )
 
 
-def split_validation(
-    n: int, fraction: float = 0.1, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(n: int, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Deterministically split ``range(n)`` into (train_idx, val_idx), sorted
     int64 arrays, with ``round(n * fraction)`` validation indices."""
     if n < 0:

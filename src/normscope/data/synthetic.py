@@ -44,9 +44,7 @@ def make_synthetic(
     )
 
 
-def _check_synthetic_args(
-    n_train: int, n_test: int, num_classes: int, size: int, channels: int, noise: float
-) -> None:
+def _check_synthetic_args(n_train: int, n_test: int, num_classes: int, size: int, channels: int, noise: float) -> None:
     for nm, v, lo in (
         ("n_train", n_train, 1),
         ("n_test", n_test, 1),
@@ -68,9 +66,7 @@ def _class_prototypes(num_classes: int, size: int, channels: int, seed: int) -> 
     return low[:, idx][:, :, idx].astype(np.float32)
 
 
-def _render_split(
-    protos: np.ndarray, n: int, rng: np.random.Generator, noise: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _render_split(protos: np.ndarray, n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images with balanced, shuffled labels, rendered in chunks."""
     num_classes, size, _, channels = protos.shape
     y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)

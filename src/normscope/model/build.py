@@ -58,7 +58,7 @@ class NormscopeModel(nn.Module):
 
     def _run(self, x: torch.Tensor, want_aux: bool):
         values = {"input": x}
-        stats: dict[str, torch.Tensor] = {}            # classifier group name -> statistic
+        stats: dict[str, torch.Tensor] = {}  # classifier group name -> statistic
         for name, op, inputs, tapped, has_module in self._plan:
             if op == "norm":
                 y, layer_stats = self.layers[name](values[inputs[0]])
@@ -104,9 +104,14 @@ def apply_freeze(model: NormscopeModel, patterns) -> list[str]:
     return frozen
 
 
-def build_model(source, norm: str | None = None, reuse: bool | None = None,
-                input_shape: tuple | None = None, classes: int | None = None,
-                freeze: bool = True) -> NormscopeModel:
+def build_model(
+    source,
+    norm: str | None = None,
+    reuse: bool | None = None,
+    input_shape: tuple | None = None,
+    classes: int | None = None,
+    freeze: bool = True,
+) -> NormscopeModel:
     """Compile a model description (path or ModelSpec) to a torch.nn.Module.
 
     `norm` / `reuse` override the description's; `input_shape` (C, H, W) and `classes`
@@ -119,8 +124,7 @@ def build_model(source, norm: str | None = None, reuse: bool | None = None,
         frozen = apply_freeze(model, spec.train["freeze"])
         for pattern in spec.train["freeze"]:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in frozen):
-                raise SpecError(f"train.freeze: no layer with parameters matches '{pattern}'",
-                                file=spec.file)
+                raise SpecError(f"train.freeze: no layer with parameters matches '{pattern}'", file=spec.file)
     return model
 
 

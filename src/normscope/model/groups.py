@@ -18,10 +18,10 @@ FEATURES = "features"
 
 @dataclass(frozen=True)
 class ClassifierGroup:
-    name: str               # "features" or "<layer>.<statistic>", e.g. "in1.mean"
-    source: str             # the layer whose output or statistic this is
-    stat: str | None        # "mean", "var", "denominator"; None for the features
-    norm: str | None        # short name of the normalization ("in"); None for the features
+    name: str  # "features" or "<layer>.<statistic>", e.g. "in1.mean"
+    source: str  # the layer whose output or statistic this is
+    stat: str | None  # "mean", "var", "denominator"; None for the features
+    norm: str | None  # short name of the normalization ("in"); None for the features
     start: int
     size: int
 
@@ -48,8 +48,7 @@ class ClassifierInput:
     groups: tuple[ClassifierGroup, ...]
 
     @classmethod
-    def build(cls, feature_source: str, features: int,
-              taps: list[tuple[str, str, int]]) -> "ClassifierInput":
+    def build(cls, feature_source: str, features: int, taps: list[tuple[str, str, int]]) -> "ClassifierInput":
         """From the feature size and the tapped norm layers [(layer, norm short, size of each statistic)]."""
         groups = [ClassifierGroup(FEATURES, feature_source, None, None, 0, features)]
         start = features

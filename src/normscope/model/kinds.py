@@ -25,8 +25,10 @@ def fmt_shape(shape: tuple) -> str:
 
 def need_image(kind: str, shape: tuple) -> None:
     if len(shape) != 3:
-        raise ShapeError(f"{kind} needs an image input (C, H, W), got {fmt_shape(shape)}"
-                         + ("; it comes after a flatten or dense" if len(shape) == 1 else ""))
+        raise ShapeError(
+            f"{kind} needs an image input (C, H, W), got {fmt_shape(shape)}"
+            + ("; it comes after a flatten or dense" if len(shape) == 1 else "")
+        )
 
 
 def same_pad(size: int, k: int, s: int) -> tuple[int, int]:
@@ -44,8 +46,10 @@ def spatial(kind: str, hw: tuple[int, int], k: tuple, s: tuple, pad) -> tuple[in
             continue
         p = 0 if pad == "valid" else pad
         if kk > size + 2 * p:
-            raise ShapeError(f"{kind} kernel {k[0]}×{k[1]} is larger than its "
-                             f"{hw[0]}×{hw[1]} input" + (" (padding valid)" if pad == "valid" else ""))
+            raise ShapeError(
+                f"{kind} kernel {k[0]}×{k[1]} is larger than its "
+                f"{hw[0]}×{hw[1]} input" + (" (padding valid)" if pad == "valid" else "")
+            )
         out.append((size + 2 * p - kk) // ss + 1)
     return tuple(out)
 
@@ -75,7 +79,7 @@ class Kind:
     """A kind's meaning. Subclasses override `out_shape` and `params`."""
 
     name: str
-    abbrev: str = ""                    # the thesis' box caption
+    abbrev: str = ""  # the thesis' box caption
 
     def out_shape(self, a: dict, ins: list[tuple]) -> tuple:
         return ins[0]
@@ -101,8 +105,9 @@ class Conv(Kind):
 class Dense(Kind):
     def out_shape(self, a, ins):
         if len(ins[0]) != 1:
-            raise ShapeError(f"dense needs a flat input, got {fmt_shape(ins[0])}; "
-                             "add a flatten or globalavgpool before it")
+            raise ShapeError(
+                f"dense needs a flat input, got {fmt_shape(ins[0])}; add a flatten or globalavgpool before it"
+            )
         return (a["units"],)
 
     def params(self, a, ins, out):
@@ -150,8 +155,11 @@ class Concat(Kind):
 class Add(Kind):
     def out_shape(self, a, ins):
         if len({tuple(s) for s in ins}) > 1:
-            raise ShapeError("add of different shapes: " + ", ".join(map(fmt_shape, ins))
-                             + "; use a 1×1 conv projection on the shortcut")
+            raise ShapeError(
+                "add of different shapes: "
+                + ", ".join(map(fmt_shape, ins))
+                + "; use a 1×1 conv projection on the shortcut"
+            )
         return ins[0]
 
 
@@ -172,11 +180,21 @@ class Normalization(Kind):
         return norm.params(out[0], norm.options(a))
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (
-    Conv("conv", "cnv"), Dense("dense", "fc"),
-    Pool("maxpool", "pl"), Pool("avgpool", "Avg Pool"),
-    GlobalPool("globalavgpool", "Avg Pool"), GlobalPool("globalmaxpool", "Max Pool"),
-    Flatten("flatten", "flat"), Kind("dropout", "do"), Kind("activation", "act"), ZeroPad("zeropad", "pad"),
-    Concat("concat", "cat"), Add("add", "+"),
-    *(Normalization(n.long, n.short) for n in norms.NORMS.values()),
-)}
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Conv("conv", "cnv"),
+        Dense("dense", "fc"),
+        Pool("maxpool", "pl"),
+        Pool("avgpool", "Avg Pool"),
+        GlobalPool("globalavgpool", "Avg Pool"),
+        GlobalPool("globalmaxpool", "Max Pool"),
+        Flatten("flatten", "flat"),
+        Kind("dropout", "do"),
+        Kind("activation", "act"),
+        ZeroPad("zeropad", "pad"),
+        Concat("concat", "cat"),
+        Add("add", "+"),
+        *(Normalization(n.long, n.short) for n in norms.NORMS.values()),
+    )
+}

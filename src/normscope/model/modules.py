@@ -18,9 +18,19 @@ from normscope.keys import pair
 from normscope.model.kinds import effective_kernel, padding4, pool_window
 
 ACTIVATIONS: dict[str, Callable | None] = {
-    "relu": F.relu, "relu6": F.relu6, "leaky_relu": F.leaky_relu, "elu": F.elu, "selu": F.selu,
-    "gelu": F.gelu, "silu": F.silu, "swish": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-    "softmax": None, "linear": None, "none": None,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "leaky_relu": F.leaky_relu,
+    "elu": F.elu,
+    "selu": F.selu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "softmax": None,
+    "linear": None,
+    "none": None,
 }
 
 
@@ -37,8 +47,7 @@ class Conv(nn.Conv2d):
     """Conv2d with explicit (possibly asymmetric) zero padding and an activation."""
 
     def __init__(self, cin, cout, kernel, stride, pad4, bias, groups, dilation, act):
-        super().__init__(cin, cout, kernel, stride=stride, padding=0, bias=bias, groups=groups,
-                         dilation=dilation)
+        super().__init__(cin, cout, kernel, stride=stride, padding=0, bias=bias, groups=groups, dilation=dilation)
         self.pad4 = tuple(pad4)
         self.act = act
 
@@ -95,14 +104,24 @@ class Pool(nn.Module):
 def _conv(a, ins, final):
     c, h, w = ins[0]
     s = pair(a["stride"])
-    return Conv(c, a["filters"], pair(a["kernel"]), s, padding4(a["padding"], (h, w), effective_kernel(a), s),
-                a["bias"], a["groups"], pair(a["dilation"]), act_fn(a["activation"]))
+    return Conv(
+        c,
+        a["filters"],
+        pair(a["kernel"]),
+        s,
+        padding4(a["padding"], (h, w), effective_kernel(a), s),
+        a["bias"],
+        a["groups"],
+        pair(a["dilation"]),
+        act_fn(a["activation"]),
+    )
 
 
 def _pool(op):
     def build(a, ins, final):
         k, s = pool_window(a)
         return Pool(op, k, s, padding4(a["padding"], ins[0][1:], k, s))
+
     return build
 
 

@@ -17,8 +17,15 @@ def _default(arg: Arg) -> str:
 
 
 def _types(arg: Arg) -> str:
-    names = {int: "int", float: "number", str: "string", bool: "bool", list: "list", dict: "mapping",
-             type(None): "null"}
+    names = {
+        int: "int",
+        float: "number",
+        str: "string",
+        bool: "bool",
+        list: "list",
+        dict: "mapping",
+        type(None): "null",
+    }
     text = " \\| ".join(names.get(t, t.__name__) for t in arg.types)
     if arg.choices:
         text += ": " + ", ".join(f"`{c}`" for c in arg.choices)
@@ -38,7 +45,12 @@ def markdown() -> str:
     out += [f"| `{k}` | {v} |" for k, v in COMMON_KEYS.items()]
     out += ["", "## Layer kinds", ""]
     for name, kind in KINDS.items():
-        out += [f"### `{name}`", "", kind.doc + (f" Scalar form: `- {name}: <{kind.primary}>`." if kind.primary else ""), ""]
+        out += [
+            f"### `{name}`",
+            "",
+            kind.doc + (f" Scalar form: `- {name}: <{kind.primary}>`." if kind.primary else ""),
+            "",
+        ]
         if kind.args:
             out += _table(kind.args) + [""]
     out += ["## `train:`", ""] + _table(TRAIN_ARGS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from rich.table import Table
+
 from normscope import norms
 from normscope.model.graph import build_graph, param_totals
 from normscope.spec import load_spec
@@ -18,7 +20,7 @@ class LayerRow:
     trainable: int
     non_trainable: int
     role: str
-    reused: list[str] = field(default_factory=list)   # group names this layer feeds to the classifier
+    reused: list[str] = field(default_factory=list)  # group names this layer feeds to the classifier
 
 
 @dataclass
@@ -56,15 +58,32 @@ def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> 
     for name in graph.graph["order"]:
         node = graph.nodes[name]
         trainable, non_trainable = node["params"]
-        rows.append(LayerRow(name=name, kind=node["kind"], inputs=list(node["inputs"]),
-                             output_shape=list(node["shape"]), trainable=trainable,
-                             non_trainable=non_trainable, role=node["role"],
-                             reused=[grp.name for grp in classifier.of_layer(name)]))
+        rows.append(
+            LayerRow(
+                name=name,
+                kind=node["kind"],
+                inputs=list(node["inputs"]),
+                output_shape=list(node["shape"]),
+                trainable=trainable,
+                non_trainable=non_trainable,
+                role=node["role"],
+                reused=[grp.name for grp in classifier.of_layer(name)],
+            )
+        )
     trainable, non_trainable = param_totals(graph)
-    return Summary(name=spec.name, family=spec.family, norm=spec.norm, reuse=spec.reuse,
-                   input_shape=list(spec.input_shape), classes=spec.classes, layers=rows,
-                   classifier_inputs=classifier.sizes(), trainable_params=trainable,
-                   non_trainable_params=non_trainable, warnings=list(spec.warnings))
+    return Summary(
+        name=spec.name,
+        family=spec.family,
+        norm=spec.norm,
+        reuse=spec.reuse,
+        input_shape=list(spec.input_shape),
+        classes=spec.classes,
+        layers=rows,
+        classifier_inputs=classifier.sizes(),
+        trainable_params=trainable,
+        non_trainable_params=non_trainable,
+        warnings=list(spec.warnings),
+    )
 
 
 def composition(summary: Summary) -> str:
@@ -86,13 +105,16 @@ def _shape(shape) -> str:
     return "×".join(str(s) for s in shape)
 
 
-SHORT_KINDS = {"globalavgpool": "gap", "globalmaxpool": "gmp", "activation": "act", "reuse": "concat stats",
-               **{n.long: n.short for n in norms.NORMS.values()}}
+SHORT_KINDS = {
+    "globalavgpool": "gap",
+    "globalmaxpool": "gmp",
+    "activation": "act",
+    "reuse": "concat stats",
+    **{n.long: n.short for n in norms.NORMS.values()},
+}
 
 
 def render_rich(summary: Summary, console) -> None:
-    from rich.table import Table
-
     title = f"{summary.name}  (norm: {summary.norm}, reuse: {'yes' if summary.reuse else 'no'})"
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("layer")
@@ -105,9 +127,14 @@ def render_rich(summary: Summary, console) -> None:
         table.add_column("reused", justify="right")
     for row in summary.layers:
         style = {"norm": "cyan", "reuse": "magenta", "classifier": "bold", "aux": "yellow"}.get(row.role)
-        cells = [row.name, SHORT_KINDS.get(row.kind, row.kind), ", ".join(row.inputs), _shape(row.output_shape),
-                 f"{row.trainable:,}" if row.trainable else "",
-                 f"{row.non_trainable:,}" if row.non_trainable else ""]
+        cells = [
+            row.name,
+            SHORT_KINDS.get(row.kind, row.kind),
+            ", ".join(row.inputs),
+            _shape(row.output_shape),
+            f"{row.trainable:,}" if row.trainable else "",
+            f"{row.non_trainable:,}" if row.non_trainable else "",
+        ]
         if summary.reuse:
             cells.append(str(sum(summary.classifier_inputs[g] for g in row.reused)) if row.reused else "")
         table.add_row(*cells, style=style)
@@ -122,18 +149,30 @@ def render_rich(summary: Summary, console) -> None:
 
 def render_keras(summary: Summary) -> str:
     """Text in the layout of Keras' model.summary() (shapes as (None, H, W, C))."""
+
     def kshape(shape):
         s = list(shape)
         return "(None, " + ", ".join(map(str, (s[1:] + s[:1]) if len(s) == 3 else s)) + ")"
 
     width = (34, 26, 12)
     line = "_" * sum(width)
-    out = [f'Model: "{summary.name}"', line,
-           "Layer (type)".ljust(width[0]) + "Output Shape".ljust(width[1]) + "Param #", "=" * sum(width)]
+    out = [
+        f'Model: "{summary.name}"',
+        line,
+        "Layer (type)".ljust(width[0]) + "Output Shape".ljust(width[1]) + "Param #",
+        "=" * sum(width),
+    ]
     for row in summary.layers:
-        out.append(f"{row.name} ({row.kind})".ljust(width[0]) + kshape(row.output_shape).ljust(width[1])
-                   + f"{row.trainable + row.non_trainable:,}")
-    out += ["=" * sum(width), f"Total params: {summary.total_params:,}",
-            f"Trainable params: {summary.trainable_params:,}",
-            f"Non-trainable params: {summary.non_trainable_params:,}", line]
+        out.append(
+            f"{row.name} ({row.kind})".ljust(width[0])
+            + kshape(row.output_shape).ljust(width[1])
+            + f"{row.trainable + row.non_trainable:,}"
+        )
+    out += [
+        "=" * sum(width),
+        f"Total params: {summary.total_params:,}",
+        f"Trainable params: {summary.trainable_params:,}",
+        f"Non-trainable params: {summary.non_trainable_params:,}",
+        line,
+    ]
     return "\n".join(out)

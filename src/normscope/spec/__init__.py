@@ -12,5 +12,14 @@ from normscope.spec.load import load_spec
 from normscope.spec.model_spec import LayerSpec, ModelSpec
 from normscope.spec.schema import AUGMENT_ARGS, DRAW_ARGS, TOP_KEYS, TRAIN_ARGS, check_value, validate_mapping
 
-__all__ = ["AUGMENT_ARGS", "DRAW_ARGS", "TOP_KEYS", "TRAIN_ARGS", "LayerSpec", "ModelSpec", "check_value",
-           "load_spec", "validate_mapping"]
+__all__ = [
+    "AUGMENT_ARGS",
+    "DRAW_ARGS",
+    "TOP_KEYS",
+    "TRAIN_ARGS",
+    "LayerSpec",
+    "ModelSpec",
+    "check_value",
+    "load_spec",
+    "validate_mapping",
+]

@@ -68,14 +68,16 @@ def _read_one(path: Path) -> LDict:
     if doc is None:
         raise SpecError("the description is empty", file=path)
     if not isinstance(doc, dict):
-        raise SpecError("a model description must be a mapping of keys (name, input, layers, ...)",
-                        file=path, line=getattr(doc, "line", None))
+        raise SpecError(
+            "a model description must be a mapping of keys (name, input, layers, ...)",
+            file=path,
+            line=getattr(doc, "line", None),
+        )
     tag_file(doc, path)
     doc.key_files = {k: path for k in doc}
     for key in doc:
         if key not in TOP_KEYS:
-            raise SpecError(f"unknown top-level key '{key}'{suggest(key, TOP_KEYS)}",
-                            file=path, line=doc.line_of(key))
+            raise SpecError(f"unknown top-level key '{key}'{suggest(key, TOP_KEYS)}", file=path, line=doc.line_of(key))
     return doc
 
 
@@ -88,6 +90,9 @@ def _parent_of(doc: LDict, path: Path, seen: tuple) -> Path:
     if parent in seen or parent == path.resolve():
         raise SpecError(f"`extends` cycle through {parent_ref}", file=path, line=doc.line_of("extends"))
     if not parent.exists():
-        raise SpecError(f"`extends` file not found: {parent_ref} (looked in {parent.parent})",
-                        file=path, line=doc.line_of("extends"))
+        raise SpecError(
+            f"`extends` file not found: {parent_ref} (looked in {parent.parent})",
+            file=path,
+            line=doc.line_of("extends"),
+        )
     return parent

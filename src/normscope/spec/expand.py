@@ -21,7 +21,7 @@ from normscope.spec.variables import substitute
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_BRANCHING = ("concat", "add")          # kinds that take `branches:`
+_BRANCHING = ("concat", "add")  # kinds that take `branches:`
 
 
 class Scope:
@@ -29,8 +29,8 @@ class Scope:
 
     def __init__(self, prefix: str, input_name: str, parent: Scope | None = None, suffix: str = ""):
         self.prefix, self.input_name, self.parent = prefix, input_name, parent
-        self.suffix = suffix                # appended to given names (the repeat count: `_2`)
-        self.names: dict[str, str] = {}     # local name -> qualified node name
+        self.suffix = suffix  # appended to given names (the repeat count: `_2`)
+        self.names: dict[str, str] = {}  # local name -> qualified node name
 
     def resolve(self, ref: str) -> str | None:
         scope = self
@@ -47,7 +47,7 @@ class Expander:
     """Walks the layer tree; the expanded layers collect in `self.layers`."""
 
     def __init__(self, env: dict, norm: str, norm_options: dict, defaults: dict, blocks: dict):
-        self.env = env                  # top-level vars, visible inside blocks too
+        self.env = env  # top-level vars, visible inside blocks too
         self.norm, self.norm_options = norm, norm_options
         self.defaults, self.blocks = defaults, blocks
         self.layers: list[LayerSpec] = []
@@ -65,8 +65,11 @@ class Expander:
     def expand(self, items, scope: Scope, prev: str, file) -> str:
         """Expand a layer list; return the name of its output node."""
         if not isinstance(items, list):
-            raise SpecError("a layer list must be a YAML list ('- conv: 16' items)",
-                            file=file_of(items, file), line=getattr(items, "line", None))
+            raise SpecError(
+                "a layer list must be a YAML list ('- conv: 16' items)",
+                file=file_of(items, file),
+                line=getattr(items, "line", None),
+            )
         file = file_of(items, file)
         for i, item in enumerate(items):
             prev = self.item(item, scope, prev, file, line_of(items, i))
@@ -80,8 +83,11 @@ class Expander:
             return self.block(kind, args, scope, prev, file, line)
         if kind not in KINDS:
             known = sorted(set(KINDS) | set(self.blocks) | {"repeat"})
-            raise SpecError(f"unknown layer kind '{kind}'{suggest(kind, known)} "
-                            f"(known kinds: {', '.join(known)})", file=file, line=line)
+            raise SpecError(
+                f"unknown layer kind '{kind}'{suggest(kind, known)} (known kinds: {', '.join(known)})",
+                file=file,
+                line=line,
+            )
         args = _kind_args(kind, args, file, line)
         if kind in _BRANCHING and "branches" in args:
             return self.branches(kind, args, scope, prev, file, line)
@@ -117,9 +123,12 @@ class Expander:
         """The variables inside a block's body: the top-level vars and the block's arguments."""
         for key in args:
             if key not in params and key not in ("name", "from"):
-                raise SpecError(f"unknown argument '{key}' for block '{kind}'{suggest(key, params)} "
-                                f"(its arguments: {', '.join(params) or 'none'})", file=file,
-                                line=line_of(args, key))
+                raise SpecError(
+                    f"unknown argument '{key}' for block '{kind}'{suggest(key, params)} "
+                    f"(its arguments: {', '.join(params) or 'none'})",
+                    file=file,
+                    line=line_of(args, key),
+                )
         env = dict(self.env)
         for key, default in params.items():
             if key in args:
@@ -133,8 +142,11 @@ class Expander:
     def branches(self, kind, args, scope: Scope, prev: str, file, line) -> str:
         branches = args["branches"]
         if not isinstance(branches, list) or len(branches) < 2:
-            raise SpecError(f"{kind} `branches` must be a list of at least two layer lists "
-                            "([] is the identity)", file=file, line=line_of(args, "branches"))
+            raise SpecError(
+                f"{kind} `branches` must be a list of at least two layer lists ([] is the identity)",
+                file=file,
+                line=line_of(args, "branches"),
+            )
         if "from" in args:
             raise SpecError(f"{kind} takes either `branches` or `from`, not both", file=file, line=line)
         outs = []
@@ -148,8 +160,11 @@ class Expander:
     def qualify(self, scope: Scope, local, file, line, auto=False) -> str:
         """The node name of a layer named `local` in `scope`; checked and marked taken."""
         if not isinstance(local, str) or not _NAME.fullmatch(local):
-            raise SpecError(f"layer name {local!r} must start with a letter and use only letters, "
-                            "digits and _", file=file, line=line)
+            raise SpecError(
+                f"layer name {local!r} must start with a letter and use only letters, digits and _",
+                file=file,
+                line=line,
+            )
         name = local if auto else scope.prefix + local + scope.suffix
         if name in self.taken:
             raise SpecError(f"duplicate layer name '{name}'", file=file, line=line, layer=name)
@@ -163,15 +178,17 @@ class Expander:
         refs = args["from"]
         refs = [refs] if isinstance(refs, str) else refs
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-            raise SpecError("`from` must be a layer name or a list of names", file=file,
-                            line=line_of(args, "from"))
+            raise SpecError("`from` must be a layer name or a list of names", file=file, line=line_of(args, "from"))
         out = []
         for ref in refs:
             target = scope.resolve(ref)
             if target is None:
                 known = sorted(self.taken - {"input"})
-                raise SpecError(f"`from` refers to a layer that does not exist: '{ref}'"
-                                f"{suggest(ref, known)}", file=file, line=line_of(args, "from"))
+                raise SpecError(
+                    f"`from` refers to a layer that does not exist: '{ref}'{suggest(ref, known)}",
+                    file=file,
+                    line=line_of(args, "from"),
+                )
             out.append(target)
         return out
 
@@ -192,9 +209,20 @@ class Expander:
         _check_input_count(kind, inputs, where)
         values = self.values(kind, args, slot, where)
         aux, caption = _aux(kind, args, where), _caption(args, where)
-        self.layers.append(LayerSpec(name=name, kind=norms.NORMS[self.norm].long if slot else kind, args=values,
-                                     inputs=list(inputs), file=file, line=line, caption=caption, aux=aux,
-                                     slot=slot, explicit=frozenset(args)))
+        self.layers.append(
+            LayerSpec(
+                name=name,
+                kind=norms.NORMS[self.norm].long if slot else kind,
+                args=values,
+                inputs=list(inputs),
+                file=file,
+                line=line,
+                caption=caption,
+                aux=aux,
+                slot=slot,
+                explicit=frozenset(args),
+            )
+        )
         return name
 
     def skip_slot(self, args, scope: Scope, prev: str, file, line) -> str:
@@ -202,8 +230,9 @@ class Expander:
         spec = KINDS["norm"]
         for key in args:
             if key not in spec.args and key not in COMMON_KEYS:
-                raise SpecError(f"unknown key '{key}' for norm{suggest(key, spec.args)}",
-                                file=file, line=line_of(args, key))
+                raise SpecError(
+                    f"unknown key '{key}' for norm{suggest(key, spec.args)}", file=file, line=line_of(args, key)
+                )
         ins = self.inputs(args, scope, prev, file, line)
         if "name" in args:
             scope.names[args["name"]] = ins[0]
@@ -232,7 +261,7 @@ class Expander:
             elif arg.default is not REQUIRED:
                 values[key] = copy.deepcopy(arg.default)
             elif kind == "dense" and key == "units":
-                values[key] = None          # the classifier's units default to `classes`
+                values[key] = None  # the classifier's units default to `classes`
             else:
                 raise SpecError(f"{kind} needs key '{key}' ({arg.help or 'required'})", **where)
         if slot:
@@ -250,11 +279,13 @@ def _split_item(item, file, line) -> tuple:
         return next(iter(item.items()))
     if isinstance(item, dict):
         keys = ", ".join(map(str, item))
-        raise SpecError(f"a layer item has one key, its kind (e.g. '- conv: {{filters: 16}}'), "
-                        f"got several: {keys}; indent the layer's keys under its kind",
-                        file=file, line=line)
-    raise SpecError(f"a layer item must be a kind name or '- kind: ...', got {item!r}",
-                    file=file, line=line)
+        raise SpecError(
+            f"a layer item has one key, its kind (e.g. '- conv: {{filters: 16}}'), "
+            f"got several: {keys}; indent the layer's keys under its kind",
+            file=file,
+            line=line,
+        )
+    raise SpecError(f"a layer item must be a kind name or '- kind: ...', got {item!r}", file=file, line=line)
 
 
 def _kind_args(kind: str, args, file, line) -> LDict:
@@ -274,16 +305,21 @@ def _kind_args(kind: str, args, file, line) -> LDict:
 def _repeat_times(args, file, line) -> int:
     """`- repeat: {times: n, layers: [...]}` checked; returns n."""
     if not isinstance(args, dict) or "layers" not in args or "times" not in args:
-        raise SpecError("repeat needs `times` and `layers`: '- repeat: {times: 2, layers: [...]}'",
-                        file=file, line=line)
+        raise SpecError(
+            "repeat needs `times` and `layers`: '- repeat: {times: 2, layers: [...]}'", file=file, line=line
+        )
     extra = set(args) - {"times", "layers"}
     if extra:
-        raise SpecError(f"unknown key '{sorted(extra)[0]}' in repeat (known: times, layers)",
-                        file=file, line=line_of(args, sorted(extra)[0]))
+        raise SpecError(
+            f"unknown key '{sorted(extra)[0]}' in repeat (known: times, layers)",
+            file=file,
+            line=line_of(args, sorted(extra)[0]),
+        )
     times = args["times"]
     if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-        raise SpecError(f"repeat `times` must be a positive integer, got {times!r}",
-                        file=file, line=line_of(args, "times"))
+        raise SpecError(
+            f"repeat `times` must be a positive integer, got {times!r}", file=file, line=line_of(args, "times")
+        )
     return times
 
 
@@ -292,8 +328,12 @@ def _check_layer_keys(kind: str, args, file, name: str) -> None:
     for key in args:
         if key not in spec.args and key not in COMMON_KEYS:
             known = list(spec.args) + list(COMMON_KEYS)
-            raise SpecError(f"unknown key '{key}' for {kind}{suggest(key, known)} "
-                            f"(keys: {', '.join(known)})", file=file, line=line_of(args, key), layer=name)
+            raise SpecError(
+                f"unknown key '{key}' for {kind}{suggest(key, known)} (keys: {', '.join(known)})",
+                file=file,
+                line=line_of(args, key),
+                layer=name,
+            )
 
 
 def _check_input_count(kind: str, inputs: list, where: dict) -> None:

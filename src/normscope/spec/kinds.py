@@ -12,8 +12,21 @@ from normscope import norms
 from normscope.keys import Arg, pair_check, positive, unit_rate
 
 # activations by name; `softmax` on the classifier is left to the loss (logits out)
-ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish",
-                                "tanh", "sigmoid", "softmax", "linear", "none")
+ACTIVATIONS: tuple[str, ...] = (
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "tanh",
+    "sigmoid",
+    "softmax",
+    "linear",
+    "none",
+)
 
 
 def _padding(v) -> str | None:
@@ -30,61 +43,109 @@ PAD_ARG = Arg((str, int), "valid", check=_padding, help="'same', 'valid' or an e
 class KindKeys:
     name: str
     args: dict[str, Arg] = field(default_factory=dict)
-    primary: str | None = None          # key a scalar value stands for: `conv: 16`
-    prefix: str = ""                    # auto-name prefix
+    primary: str | None = None  # key a scalar value stands for: `conv: 16`
+    prefix: str = ""  # auto-name prefix
     multi_input: bool = False
     doc: str = ""
 
 
 def _pool_keys(name: str, op: str) -> KindKeys:
-    return KindKeys(name, primary="size", prefix="pool" if op == "max" else "avgpool",
-                    doc=f"{op} pooling; stride defaults to the size.",
-                    args={"size": Arg((int, list), 2, check=pair_check),
-                          "stride": Arg((int, list, type(None)), None,
-                                        check=lambda v: None if v is None else pair_check(v)),
-                          "padding": Arg((str, int), "valid", check=_padding)})
+    return KindKeys(
+        name,
+        primary="size",
+        prefix="pool" if op == "max" else "avgpool",
+        doc=f"{op} pooling; stride defaults to the size.",
+        args={
+            "size": Arg((int, list), 2, check=pair_check),
+            "stride": Arg((int, list, type(None)), None, check=lambda v: None if v is None else pair_check(v)),
+            "padding": Arg((str, int), "valid", check=_padding),
+        },
+    )
 
 
 def _norm_keys() -> list[KindKeys]:
-    slot = KindKeys("norm", prefix="norm", args=dict(norms.OPTIONS),
-                    doc="A normalization slot: becomes the model's `norm` (" + " | ".join(norms.NORM_CHOICES) + ").")
-    fixed = [KindKeys(n.long, prefix=n.short, args=dict(norms.OPTIONS),
-                      doc=f"A fixed {n.display} layer (not changed by `norm`).") for n in norms.NORMS.values()]
+    slot = KindKeys(
+        "norm",
+        prefix="norm",
+        args=dict(norms.OPTIONS),
+        doc="A normalization slot: becomes the model's `norm` (" + " | ".join(norms.NORM_CHOICES) + ").",
+    )
+    fixed = [
+        KindKeys(
+            n.long, prefix=n.short, args=dict(norms.OPTIONS), doc=f"A fixed {n.display} layer (not changed by `norm`)."
+        )
+        for n in norms.NORMS.values()
+    ]
     return [slot, *fixed]
 
 
-KINDS: dict[str, KindKeys] = {k.name: k for k in (
-    KindKeys("conv", primary="filters", prefix="conv", doc="2-D convolution followed by its activation.",
-             args={"filters": Arg((int,), check=positive, help="output channels"),
-                   "kernel": Arg((int, list), 3, check=pair_check, help="kernel size, n or [h, w]"),
-                   "stride": Arg((int, list), 1, check=pair_check),
-                   "padding": PAD_ARG,
-                   "dilation": Arg((int, list), 1, check=pair_check),
-                   "groups": Arg((int,), 1, check=positive),
-                   "activation": ACT_ARG,
-                   "bias": Arg((bool,), True)}),
-    KindKeys("dense", primary="units", prefix="dense",
-             doc="Fully connected layer. The model's last layer is a dense layer: the classifier.",
-             args={"units": Arg((int,), check=positive, help="output size; the classifier defaults to `classes`"),
-                   "activation": ACT_ARG,
-                   "bias": Arg((bool,), True)}),
-    _pool_keys("maxpool", "max"),
-    _pool_keys("avgpool", "avg"),
-    KindKeys("globalavgpool", prefix="gap", doc="Global average pooling: (C, H, W) -> (C,)."),
-    KindKeys("globalmaxpool", prefix="gmp", doc="Global max pooling: (C, H, W) -> (C,)."),
-    KindKeys("flatten", prefix="flatten", doc="(C, H, W) -> (C·H·W,)."),
-    KindKeys("dropout", primary="rate", prefix="dropout", doc="Dropout with the given rate.",
-             args={"rate": Arg((float, int), check=unit_rate, help="drop probability")}),
-    KindKeys("activation", primary="fn", prefix="act", doc="A stand-alone activation.",
-             args={"fn": Arg((str,), choices=ACTIVATIONS)}),
-    KindKeys("zeropad", primary="pad", prefix="pad", doc="Zero padding on H and W.",
-             args={"pad": Arg((int, list), check=pair_check)}),
-    KindKeys("concat", prefix="concat", multi_input=True, doc="Concatenate inputs on channels (or features)."),
-    KindKeys("add", prefix="add", multi_input=True,
-             doc="Element-wise sum (residual connection), optionally followed by an activation.",
-             args={"activation": ACT_ARG}),
-    *_norm_keys(),
-)}
+KINDS: dict[str, KindKeys] = {
+    k.name: k
+    for k in (
+        KindKeys(
+            "conv",
+            primary="filters",
+            prefix="conv",
+            doc="2-D convolution followed by its activation.",
+            args={
+                "filters": Arg((int,), check=positive, help="output channels"),
+                "kernel": Arg((int, list), 3, check=pair_check, help="kernel size, n or [h, w]"),
+                "stride": Arg((int, list), 1, check=pair_check),
+                "padding": PAD_ARG,
+                "dilation": Arg((int, list), 1, check=pair_check),
+                "groups": Arg((int,), 1, check=positive),
+                "activation": ACT_ARG,
+                "bias": Arg((bool,), True),
+            },
+        ),
+        KindKeys(
+            "dense",
+            primary="units",
+            prefix="dense",
+            doc="Fully connected layer. The model's last layer is a dense layer: the classifier.",
+            args={
+                "units": Arg((int,), check=positive, help="output size; the classifier defaults to `classes`"),
+                "activation": ACT_ARG,
+                "bias": Arg((bool,), True),
+            },
+        ),
+        _pool_keys("maxpool", "max"),
+        _pool_keys("avgpool", "avg"),
+        KindKeys("globalavgpool", prefix="gap", doc="Global average pooling: (C, H, W) -> (C,)."),
+        KindKeys("globalmaxpool", prefix="gmp", doc="Global max pooling: (C, H, W) -> (C,)."),
+        KindKeys("flatten", prefix="flatten", doc="(C, H, W) -> (C·H·W,)."),
+        KindKeys(
+            "dropout",
+            primary="rate",
+            prefix="dropout",
+            doc="Dropout with the given rate.",
+            args={"rate": Arg((float, int), check=unit_rate, help="drop probability")},
+        ),
+        KindKeys(
+            "activation",
+            primary="fn",
+            prefix="act",
+            doc="A stand-alone activation.",
+            args={"fn": Arg((str,), choices=ACTIVATIONS)},
+        ),
+        KindKeys(
+            "zeropad",
+            primary="pad",
+            prefix="pad",
+            doc="Zero padding on H and W.",
+            args={"pad": Arg((int, list), check=pair_check)},
+        ),
+        KindKeys("concat", prefix="concat", multi_input=True, doc="Concatenate inputs on channels (or features)."),
+        KindKeys(
+            "add",
+            prefix="add",
+            multi_input=True,
+            doc="Element-wise sum (residual connection), optionally followed by an activation.",
+            args={"activation": ACT_ARG},
+        ),
+        *_norm_keys(),
+    )
+}
 
 COMMON_KEYS = {
     "name": "a unique layer name (used in state_dict keys, captions, `from`)",

@@ -24,8 +24,13 @@ _NOT_IN_VARIANTS = {"extends", "layers", "variants", "norm", "reuse"}
 _LOGIT_ACTIVATIONS = (None, "softmax", "linear", "none")
 
 
-def load_spec(source, norm: str | None = None, reuse: bool | None = None,
-              input_shape: tuple | None = None, classes: int | None = None) -> ModelSpec:
+def load_spec(
+    source,
+    norm: str | None = None,
+    reuse: bool | None = None,
+    input_shape: tuple | None = None,
+    classes: int | None = None,
+) -> ModelSpec:
     """Load and validate a model description (a path or a ModelSpec, returned re-resolved)."""
     if isinstance(source, ModelSpec):
         if norm is None and reuse is None and input_shape is None and classes is None:
@@ -38,25 +43,42 @@ def load_spec(source, norm: str | None = None, reuse: bool | None = None,
     family, name = _names(doc, path, chosen_norm, chosen_reuse, overridden=norm is not None or reuse is not None)
     env, body = _substitute_vars(doc, path)
     shape = input_shape or parse_input(body.get("input", "auto"), **where_key(doc, "input", path))
-    n_classes = parse_classes(classes if classes is not None else body.get("classes", "auto"),
-                              **where_key(doc, "classes", path))
+    n_classes = parse_classes(
+        classes if classes is not None else body.get("classes", "auto"), **where_key(doc, "classes", path)
+    )
     layers = _expand_layers(doc, body, path, env, chosen_norm)
     warnings = _classifier_warnings(layers)
     train, draw = _settings(doc, body, path)
     warnings += _slot_warnings(layers, chosen_norm, chosen_reuse, norm_given=norm is not None)
     document = plain({k: v for k, v in doc.items()})
     document.update({"name": name, "norm": chosen_norm, "reuse": chosen_reuse})
-    return ModelSpec(name=name, family=family, file=path, input_shape=shape, classes=n_classes,
-                     norm=chosen_norm, reuse=chosen_reuse, layers=layers, train=train, draw=draw,
-                     document=document, warnings=warnings)
+    return ModelSpec(
+        name=name,
+        family=family,
+        file=path,
+        input_shape=shape,
+        classes=n_classes,
+        norm=chosen_norm,
+        reuse=chosen_reuse,
+        layers=layers,
+        train=train,
+        draw=draw,
+        document=document,
+        warnings=warnings,
+    )
 
 
 def _reresolve(spec: ModelSpec, norm, reuse, input_shape, classes) -> tuple:
     """The file and the arguments to load a ModelSpec again with some of them changed."""
     if spec.file is None:
         raise SpecError("cannot re-resolve a spec that was not loaded from a file")
-    return (spec.file, spec.norm if norm is None else norm, spec.reuse if reuse is None else reuse,
-            input_shape or spec.input_shape, classes or spec.classes)
+    return (
+        spec.file,
+        spec.norm if norm is None else norm,
+        spec.reuse if reuse is None else reuse,
+        input_shape or spec.input_shape,
+        classes or spec.classes,
+    )
 
 
 def _choose_variant(doc: LDict, path: Path, norm, reuse) -> tuple[str, bool]:
@@ -64,9 +86,10 @@ def _choose_variant(doc: LDict, path: Path, norm, reuse) -> tuple[str, bool]:
     chosen_norm = norm if norm is not None else doc.get("norm", "none")
     if chosen_norm not in NORM_CHOICES:
         origin = "--norm" if norm is not None else "`norm`"
-        raise SpecError(f"{origin}: '{chosen_norm}' is not one of {', '.join(NORM_CHOICES)}"
-                        f"{suggest(chosen_norm, NORM_CHOICES)}",
-                        **({} if norm is not None else where_key(doc, "norm", path)))
+        raise SpecError(
+            f"{origin}: '{chosen_norm}' is not one of {', '.join(NORM_CHOICES)}{suggest(chosen_norm, NORM_CHOICES)}",
+            **({} if norm is not None else where_key(doc, "norm", path)),
+        )
     chosen_reuse = reuse if reuse is not None else doc.get("reuse", False)
     if not isinstance(chosen_reuse, bool):
         raise SpecError("`reuse` must be true or false", **where_key(doc, "reuse", path))
@@ -81,11 +104,17 @@ def _check_variants(doc: LDict, path: Path) -> None:
     where = {"file": doc.key_files.get("variants")}
     for key, over in variants.items():
         if key not in ALL_VARIANTS:
-            raise SpecError(f"unknown variant '{key}'{suggest(key, ALL_VARIANTS)} "
-                            f"(variants: {', '.join(ALL_VARIANTS)})", **where, line=line_of(variants, key))
+            raise SpecError(
+                f"unknown variant '{key}'{suggest(key, ALL_VARIANTS)} (variants: {', '.join(ALL_VARIANTS)})",
+                **where,
+                line=line_of(variants, key),
+            )
         if not isinstance(over, dict) or set(over) & _NOT_IN_VARIANTS:
-            raise SpecError(f"variant '{key}' overrides a mapping of keys other than extends, layers, "
-                            "variants, norm, reuse", **where, line=line_of(variants, key))
+            raise SpecError(
+                f"variant '{key}' overrides a mapping of keys other than extends, layers, variants, norm, reuse",
+                **where,
+                line=line_of(variants, key),
+            )
 
 
 def _merge_variant(doc: LDict, path: Path, key: str) -> LDict:
@@ -147,8 +176,10 @@ def _classifier_warnings(layers: list[LayerSpec]) -> list[str]:
         if "activation" not in head.explicit:
             head.args["activation"] = None
         elif head.args["activation"] not in _LOGIT_ACTIVATIONS:
-            warnings.append(f"classifier '{head.name}' has activation {head.args['activation']}: "
-                            "its logits pass through it (softmax belongs to the loss)")
+            warnings.append(
+                f"classifier '{head.name}' has activation {head.args['activation']}: "
+                "its logits pass through it (softmax belongs to the loss)"
+            )
     return warnings
 
 
@@ -156,8 +187,9 @@ def _settings(doc: LDict, body: LDict, path: Path) -> tuple[dict, dict]:
     """The `train:` and `draw:` sections, validated and completed with their defaults."""
     where = where_key(doc, "train", path)
     train = validate_mapping("train", body.get("train"), TRAIN_ARGS, **where)
-    train["augment"] = validate_mapping("train.augment", (body.get("train") or {}).get("augment"),
-                                        AUGMENT_ARGS, **where)
+    train["augment"] = validate_mapping(
+        "train.augment", (body.get("train") or {}).get("augment"), AUGMENT_ARGS, **where
+    )
     for pattern, mult in (train["lr_mult"] or {}).items():
         if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult < 0:
             raise SpecError(f"train.lr_mult['{pattern}'] must be a number >= 0", **where)

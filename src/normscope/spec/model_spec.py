@@ -18,8 +18,8 @@ class LayerSpec:
     line: int | None = None
     caption: str | None = None
     aux: float | None = None
-    slot: bool = False          # a `norm` slot (kind resolved from the model's norm)
-    explicit: frozenset = frozenset()   # keys written in the description (not defaults)
+    slot: bool = False  # a `norm` slot (kind resolved from the model's norm)
+    explicit: frozenset = frozenset()  # keys written in the description (not defaults)
 
     @property
     def where(self) -> dict:
@@ -38,7 +38,7 @@ class ModelSpec:
     layers: list[LayerSpec]
     train: dict
     draw: dict
-    document: dict                      # the resolved description (plain data)
+    document: dict  # the resolved description (plain data)
     warnings: list[str] = field(default_factory=list)
 
     @property

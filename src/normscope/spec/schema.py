@@ -71,8 +71,15 @@ DRAW_ARGS = {
     "scale": Arg((float,), 1.0),
 }
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
-               list: "a list", dict: "a mapping", type(None): "null"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true/false",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "null",
+}
 
 
 def suggest(word, options) -> str:
@@ -99,8 +106,10 @@ def check_value(key, value, arg: Arg, where: dict):
     if not type_ok(value, arg.types):
         raise SpecError(f"key '{key}' must be {type_names(arg.types)}, got {value!r}", **where)
     if arg.choices and value is not None and value not in arg.choices:
-        raise SpecError(f"key '{key}': '{value}' is not one of {', '.join(map(str, arg.choices))}"
-                        f"{suggest(value, arg.choices)}", **where)
+        raise SpecError(
+            f"key '{key}': '{value}' is not one of {', '.join(map(str, arg.choices))}{suggest(value, arg.choices)}",
+            **where,
+        )
     if arg.check and value is not None:
         problem = arg.check(value)
         if problem:
@@ -118,8 +127,11 @@ def validate_mapping(section: str, values, schema: dict[str, Arg], file, line) -
         raise SpecError(f"`{section}` must be a mapping", file=file, line=line)
     for key in values:
         if key not in schema:
-            raise SpecError(f"unknown key '{key}' in `{section}`{suggest(key, schema)}",
-                            file=file_of(values, file), line=line_of(values, key))
+            raise SpecError(
+                f"unknown key '{key}' in `{section}`{suggest(key, schema)}",
+                file=file_of(values, file),
+                line=line_of(values, key),
+            )
     out = {}
     for key, arg in schema.items():
         if key in values:

@@ -21,15 +21,18 @@ def parse_input(value, file, line) -> tuple | None:
         return None
     if isinstance(value, dict):
         if set(value) - _INPUT_KEYS or "channels" not in value:
-            raise SpecError("`input` mapping takes channels and size (or height and width)",
-                            file=file, line=line)
+            raise SpecError("`input` mapping takes channels and size (or height and width)", file=file, line=line)
         h = value.get("height", value.get("size"))
         w = value.get("width", value.get("size"))
         value = [value["channels"], h, w]
-    if (not isinstance(value, list) or len(value) not in (1, 3)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise SpecError(f"`input` must be [C, H, W] (positive integers) or auto, got {plain(value)!r}",
-                        file=file, line=line)
+    if (
+        not isinstance(value, list)
+        or len(value) not in (1, 3)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise SpecError(
+            f"`input` must be [C, H, W] (positive integers) or auto, got {plain(value)!r}", file=file, line=line
+        )
     return tuple(value)
 
 
@@ -59,16 +62,20 @@ def parse_defaults(doc) -> dict:
                     out.setdefault(kind.name, {}).setdefault(key, value)
         else:
             every = sorted({a for k in KINDS.values() for a in k.args})
-            raise SpecError(f"unknown key '{key}' in `defaults`{suggest(key, every)}",
-                            file=file, line=line_of(raw, key))
+            raise SpecError(
+                f"unknown key '{key}' in `defaults`{suggest(key, every)}", file=file, line=line_of(raw, key)
+            )
     return out
 
 
 def _check_kind_defaults(kind: str, values: dict, file) -> None:
     for k in values:
         if k not in KINDS[kind].args:
-            raise SpecError(f"unknown key '{k}' for {kind} in `defaults`"
-                            f"{suggest(k, KINDS[kind].args)}", file=file, line=line_of(values, k))
+            raise SpecError(
+                f"unknown key '{k}' for {kind} in `defaults`{suggest(k, KINDS[kind].args)}",
+                file=file,
+                line=line_of(values, k),
+            )
 
 
 def parse_norm_options(doc) -> dict:
@@ -76,16 +83,19 @@ def parse_norm_options(doc) -> dict:
     raw = doc.get("norm_options") or {}
     file, line = doc.key_files.get("norm_options"), doc.line_of("norm_options")
     if not isinstance(raw, dict):
-        raise SpecError("`norm_options` must be a mapping {" + "|".join(norms.NORMS) + ": {...}}",
-                        file=file, line=line)
+        raise SpecError("`norm_options` must be a mapping {" + "|".join(norms.NORMS) + ": {...}}", file=file, line=line)
     for k, v in raw.items():
         if k not in norms.NORMS or not isinstance(v, dict):
-            raise SpecError(f"`norm_options` key '{k}' must be one of {', '.join(norms.NORMS)} with a mapping",
-                            file=file, line=line_of(raw, k))
+            raise SpecError(
+                f"`norm_options` key '{k}' must be one of {', '.join(norms.NORMS)} with a mapping",
+                file=file,
+                line=line_of(raw, k),
+            )
         for key in v:
             if key not in KINDS["norm"].args:
-                raise SpecError(f"unknown norm option '{key}'{suggest(key, KINDS['norm'].args)}",
-                                file=file, line=line_of(v, key))
+                raise SpecError(
+                    f"unknown norm option '{key}'{suggest(key, KINDS['norm'].args)}", file=file, line=line_of(v, key)
+                )
     return raw
 
 
@@ -93,8 +103,11 @@ def check_blocks(doc, path) -> dict:
     """`blocks:` checked: {name: {args: {name: default or null}, layers: [...]}}."""
     blocks = doc.get("blocks") or {}
     if not isinstance(blocks, dict):
-        raise SpecError("`blocks` must be a mapping of block name -> {args, layers}",
-                        file=doc.key_files.get("blocks", path), line=doc.line_of("blocks"))
+        raise SpecError(
+            "`blocks` must be a mapping of block name -> {args, layers}",
+            file=doc.key_files.get("blocks", path),
+            line=doc.line_of("blocks"),
+        )
     for bname, bdef in blocks.items():
         bline = {"file": file_of(blocks, path), "line": line_of(blocks, bname)}
         if bname in KINDS or bname == "repeat":

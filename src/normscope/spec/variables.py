@@ -36,7 +36,10 @@ def substitute(obj, env: dict, file, line=None):
 
 def _lookup(name: str, env: dict, file, line):
     if name not in env:
-        raise SpecError(f"unknown variable ${{{name}}}{suggest(name, env)}"
-                        + ("" if env else " (define it under `vars:` or as a block argument)"),
-                        file=file, line=line)
+        raise SpecError(
+            f"unknown variable ${{{name}}}{suggest(name, env)}"
+            + ("" if env else " (define it under `vars:` or as a block argument)"),
+            file=file,
+            line=line,
+        )
     return env[name]

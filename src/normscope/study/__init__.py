@@ -21,6 +21,25 @@ from normscope.study.plan import STUDY, StudyError, make_jobs, parse_variants, r
 from normscope.study.tables import LABELS, bar_chart, paired_markdown, table_markdown, write_comparison, write_csv
 from normscope.study.thesis import THESIS, THESIS_METRICS
 
-__all__ = ["LABELS", "METRICS", "STUDY", "THESIS", "THESIS_METRICS", "StudyError", "aggregate", "bar_chart",
-           "collect", "make_jobs", "paired", "paired_markdown", "parse_variants", "run_local", "run_state",
-           "run_study", "table_markdown", "train_one", "write_comparison", "write_csv"]
+__all__ = [
+    "LABELS",
+    "METRICS",
+    "STUDY",
+    "THESIS",
+    "THESIS_METRICS",
+    "StudyError",
+    "aggregate",
+    "bar_chart",
+    "collect",
+    "make_jobs",
+    "paired",
+    "paired_markdown",
+    "parse_variants",
+    "run_local",
+    "run_state",
+    "run_study",
+    "table_markdown",
+    "train_one",
+    "write_comparison",
+    "write_csv",
+]

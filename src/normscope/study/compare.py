@@ -39,9 +39,15 @@ def _row(d: Path, res: dict) -> dict:
     if res.get("variant") not in norms.ALL_VARIANTS:
         raise StudyError(f"{d}: unknown variant {res.get('variant')!r} (known: {', '.join(norms.ALL_VARIANTS)})")
     cfg = runs.read_json(d / runs.CONFIG) if (d / runs.CONFIG).is_file() else {}
-    row = {"run": str(d), "family": cfg.get("family", res.get("name")), "variant": res.get("variant"),
-           "seed": res.get("seed"), "data": res.get("data"), "params": res.get("params", {}).get("total"),
-           "best_epoch": res.get("best_epoch")}
+    row = {
+        "run": str(d),
+        "family": cfg.get("family", res.get("name")),
+        "variant": res.get("variant"),
+        "seed": res.get("seed"),
+        "data": res.get("data"),
+        "params": res.get("params", {}).get("total"),
+        "best_epoch": res.get("best_epoch"),
+    }
     row.update({m: res["test"].get(m) for m in METRICS})
     attribution = d / ATTRIBUTION_JSON
     row["stats_share"] = runs.read_json(attribution).get("stats_share") if attribution.is_file() else None
@@ -77,10 +83,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["family"], r["variant"]), []).append(r)
     order = {v: i for i, v in enumerate(norms.ALL_VARIANTS)}
     out = []
-    for (family, variant), members in sorted(groups.items(),
-                                             key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order)))):
-        entry = {"family": family, "variant": variant, "n": len(members),
-                 "seeds": sorted(m["seed"] for m in members)}
+    for (family, variant), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order)))
+    ):
+        entry = {"family": family, "variant": variant, "n": len(members), "seeds": sorted(m["seed"] for m in members)}
         for key in AVERAGED:
             mean, std, _ = _mean_std([m[key] for m in members])
             entry[key], entry[key + "_std"] = mean, std
@@ -99,8 +105,16 @@ def _pair(plain: dict, v2: dict, metric: str) -> dict:
     se = None
     if plain[metric + "_std"] is not None and v2[metric + "_std"] is not None:
         se = math.sqrt(plain[metric + "_std"] ** 2 / plain["n"] + v2[metric + "_std"] ** 2 / v2["n"])
-    return {"metric": metric, "plain": plain[metric], "v2": v2[metric], "difference": diff, "se": se,
-            "beyond_spread": None if se is None else abs(diff) > 2 * se, "n_plain": plain["n"], "n_v2": v2["n"]}
+    return {
+        "metric": metric,
+        "plain": plain[metric],
+        "v2": v2[metric],
+        "difference": diff,
+        "se": se,
+        "beyond_spread": None if se is None else abs(diff) > 2 * se,
+        "n_plain": plain["n"],
+        "n_v2": v2["n"],
+    }
 
 
 def paired(agg: list[dict], metric: str = "auc") -> list[dict]:

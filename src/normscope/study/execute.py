@@ -52,12 +52,26 @@ def train_one(job: dict) -> dict:
             train(resume=run_dir, device=job["device"], data_dir=job["data_dir"], progress="none")
         elif state in ("new", "failed"):
             if run_dir.exists():
-                shutil.rmtree(run_dir)          # nothing to keep: no finished epoch, or diverged
+                shutil.rmtree(run_dir)  # nothing to keep: no finished epoch, or diverged
             norm, reuse = norms.parse_variant(job["variant"])
-            train(job["description"], data=job["data"], data_dir=job["data_dir"], out=run_dir.parent,
-                  name=run_dir.name, norm=norm, reuse=reuse, epochs=job["epochs"], seed=job["seed"],
-                  subset=job["subset"], test_subset=job["test_subset"], device=job["device"],
-                  fit_data=True, batch_size=job["batch_size"], lr=job["lr"], progress="none")
+            train(
+                job["description"],
+                data=job["data"],
+                data_dir=job["data_dir"],
+                out=run_dir.parent,
+                name=run_dir.name,
+                norm=norm,
+                reuse=reuse,
+                epochs=job["epochs"],
+                seed=job["seed"],
+                subset=job["subset"],
+                test_subset=job["test_subset"],
+                device=job["device"],
+                fit_data=True,
+                batch_size=job["batch_size"],
+                lr=job["lr"],
+                progress="none",
+            )
     except TrainingFailed as exc:
         return {"run_dir": str(run_dir), "status": "failed", "message": str(exc)}
     if needs_attribution(job):
@@ -73,8 +87,10 @@ def run_local(todo: list[dict], parallel: int = 1, log: Callable[[str], object] 
 
     def report(job: dict, result: dict) -> None:
         results.append(result)
-        log(f"[{len(results)}/{len(todo)}] {Path(job['run_dir']).name}: {result['status']} "
-            f"({time.time() - start:.0f} s)")
+        log(
+            f"[{len(results)}/{len(todo)}] {Path(job['run_dir']).name}: {result['status']} "
+            f"({time.time() - start:.0f} s)"
+        )
 
     if parallel == 1:
         for job in todo:
@@ -88,11 +104,25 @@ def run_local(todo: list[dict], parallel: int = 1, log: Callable[[str], object] 
     return results
 
 
-def run_study(description, *, variants=None, seeds: int = 3, data: str | None = None,
-              epochs: int | None = None, parallel: int = 1, out="studies", device: str = "auto",
-              subset: int | None = None, test_subset: int | None = None, batch_size: int | None = None,
-              lr: float | None = None, data_dir=None, attribute: bool = True, attribute_samples: int = 1000,
-              log=print) -> Path:
+def run_study(
+    description,
+    *,
+    variants=None,
+    seeds: int = 3,
+    data: str | None = None,
+    epochs: int | None = None,
+    parallel: int = 1,
+    out="studies",
+    device: str = "auto",
+    subset: int | None = None,
+    test_subset: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    data_dir=None,
+    attribute: bool = True,
+    attribute_samples: int = 1000,
+    log=print,
+) -> Path:
     """Train every variant × seed (resuming what an earlier call left), attribute the reuse
     runs, and write the comparison. Returns the study directory.
 
@@ -104,21 +134,36 @@ def run_study(description, *, variants=None, seeds: int = 3, data: str | None = 
         raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
     if seeds < 1 or parallel < 1:
         raise StudyError("--seeds and --parallel must be at least 1")
-    load_dataset(data, data_dir=data_dir)       # a missing or unknown data set fails before anything is written
+    load_dataset(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
     study_dir = Path(out) / runs.safe_name(spec.family, data)
-    plan = make_plan(description, spec.family, data, variants, seeds,
-                     {"epochs": epochs, "subset": subset, "test_subset": test_subset, "batch_size": batch_size,
-                      "lr": lr})
+    plan = make_plan(
+        description,
+        spec.family,
+        data,
+        variants,
+        seeds,
+        {"epochs": epochs, "subset": subset, "test_subset": test_subset, "batch_size": batch_size, "lr": lr},
+    )
     check_protocol(study_dir, plan)
     (study_dir / RUNS).mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
-    jobs = make_jobs(description, study_dir, plan, data_dir=data_dir, device=device, attribute=attribute,
-                     attribute_samples=attribute_samples, threads=threads)
+    jobs = make_jobs(
+        description,
+        study_dir,
+        plan,
+        data_dir=data_dir,
+        device=device,
+        attribute=attribute,
+        attribute_samples=attribute_samples,
+        threads=threads,
+    )
     plan["runs"] = plan_runs(jobs, study_dir)
     runs.write_json(study_dir / STUDY, plan)
     todo = [j for j in jobs if not is_finished(j)]
-    log(f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
-        f"({parallel} at a time)")
+    log(
+        f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
+        f"({parallel} at a time)"
+    )
     start = time.time()
     results = run_local(todo, parallel, log)
     update_states(plan, study_dir)

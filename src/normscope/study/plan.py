@@ -60,8 +60,14 @@ def is_finished(job: dict) -> bool:
 def make_plan(description, family: str, data: str, variants: list[str], seeds: int, settings: dict) -> dict:
     """What study.json records: the description, the variants and seeds, and the training settings
     (epochs, subset, test_subset, batch_size, lr; None = the description's)."""
-    return {"description": str(Path(description).resolve()), "family": family, "data": data,
-            "variants": list(variants), "seeds": list(range(seeds)), **settings}
+    return {
+        "description": str(Path(description).resolve()),
+        "family": family,
+        "data": data,
+        "variants": list(variants),
+        "seeds": list(range(seeds)),
+        **settings,
+    }
 
 
 def check_protocol(study_dir: Path, plan: dict) -> None:
@@ -72,34 +78,65 @@ def check_protocol(study_dir: Path, plan: dict) -> None:
     old = runs.read_json(existing)
     for key in PROTOCOL:
         if old.get(key) != plan[key]:
-            raise StudyError(f"{study_dir} holds a study with {key}={old.get(key)!r}, not {plan[key]!r}; "
-                             "use another --out to start a new one")
+            raise StudyError(
+                f"{study_dir} holds a study with {key}={old.get(key)!r}, not {plan[key]!r}; "
+                "use another --out to start a new one"
+            )
 
 
 def run_name(family: str, variant: str, seed: int) -> str:
     return f"{norms.variant_name(family, *norms.parse_variant(variant))}-s{seed}"
 
 
-def make_jobs(description, study_dir: Path, plan: dict, *, data_dir=None, device: str = "auto",
-              attribute: bool = True, attribute_samples: int = 1000, threads: int | None = None) -> list[dict]:
+def make_jobs(
+    description,
+    study_dir: Path,
+    plan: dict,
+    *,
+    data_dir=None,
+    device: str = "auto",
+    attribute: bool = True,
+    attribute_samples: int = 1000,
+    threads: int | None = None,
+) -> list[dict]:
     """One job per (variant, seed), in the plan's order."""
     jobs = []
     for variant in plan["variants"]:
         for seed in plan["seeds"]:
             run_dir = study_dir / RUNS / run_name(plan["family"], variant, seed)
-            jobs.append({"description": str(description), "variant": variant, "seed": seed, "data": plan["data"],
-                         "data_dir": str(data_dir) if data_dir else None, "epochs": plan["epochs"],
-                         "subset": plan["subset"], "test_subset": plan["test_subset"],
-                         "batch_size": plan["batch_size"], "lr": plan["lr"], "device": device,
-                         "attribute": attribute, "attribute_samples": attribute_samples, "threads": threads,
-                         "run_dir": str(run_dir)})
+            jobs.append(
+                {
+                    "description": str(description),
+                    "variant": variant,
+                    "seed": seed,
+                    "data": plan["data"],
+                    "data_dir": str(data_dir) if data_dir else None,
+                    "epochs": plan["epochs"],
+                    "subset": plan["subset"],
+                    "test_subset": plan["test_subset"],
+                    "batch_size": plan["batch_size"],
+                    "lr": plan["lr"],
+                    "device": device,
+                    "attribute": attribute,
+                    "attribute_samples": attribute_samples,
+                    "threads": threads,
+                    "run_dir": str(run_dir),
+                }
+            )
     return jobs
 
 
 def plan_runs(jobs: list[dict], study_dir: Path) -> list[dict]:
     """study.json's `runs`: each job's variant, seed, run directory (relative) and state."""
-    return [{"variant": j["variant"], "seed": j["seed"], "run_dir": os.path.relpath(j["run_dir"], study_dir),
-             "state": run_state(Path(j["run_dir"]))} for j in jobs]
+    return [
+        {
+            "variant": j["variant"],
+            "seed": j["seed"],
+            "run_dir": os.path.relpath(j["run_dir"], study_dir),
+            "state": run_state(Path(j["run_dir"])),
+        }
+        for j in jobs
+    ]
 
 
 def update_states(plan: dict, study_dir: Path) -> None:

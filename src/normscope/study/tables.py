@@ -14,9 +14,17 @@ from normscope.study.compare import AVERAGED, METRICS, aggregate, paired
 from normscope.study.thesis import reference as thesis_reference
 from normscope.train import runs
 
-LABELS = {"loss": "loss", "precision": "precision", "recall": "recall", "auc": "AUC",
-          "accuracy": "accuracy", "top5_accuracy": "top-5", "macro_f1": "macro F1",
-          "params": "params", "stats_share": "reliance on stats"}
+LABELS = {
+    "loss": "loss",
+    "precision": "precision",
+    "recall": "recall",
+    "auc": "AUC",
+    "accuracy": "accuracy",
+    "top5_accuracy": "top-5",
+    "macro_f1": "macro F1",
+    "params": "params",
+    "stats_share": "reliance on stats",
+}
 TABLE_COLUMNS = METRICS[:5] + ("top5_accuracy", "params", "stats_share")
 CHART_METRICS = ("accuracy", "auc", "precision", "recall")
 
@@ -45,11 +53,16 @@ def table_markdown(agg: list[dict], reference: str | None = None) -> str:
     cols = TABLE_COLUMNS
     lines = []
     for family in dict.fromkeys(a["family"] for a in agg):
-        lines += [f"### {family}", "", _cells(["model", "n", *(LABELS[c] for c in cols)]),
-                  "|---|---|" + "---|" * len(cols)]
+        lines += [
+            f"### {family}",
+            "",
+            _cells(["model", "n", *(LABELS[c] for c in cols)]),
+            "|---|---|" + "---|" * len(cols),
+        ]
         for a in (a for a in agg if a["family"] == family):
-            lines.append(_cells([model_name(family, a["variant"]), str(a["n"]),
-                                 *(_fmt(a[c], a[c + "_std"], c) for c in cols)]))
+            lines.append(
+                _cells([model_name(family, a["variant"]), str(a["n"]), *(_fmt(a[c], a[c + "_std"], c) for c in cols)])
+            )
             ref = thesis_reference(family, a["variant"]) if reference == "thesis" else None
             if ref:
                 lines.append(_cells(["*thesis*", "1", *((f"{ref[c]:.3f}" if c in ref else "") for c in cols)]))
@@ -58,13 +71,17 @@ def table_markdown(agg: list[dict], reference: str | None = None) -> str:
 
 
 def paired_markdown(pairs: list[dict]) -> str:
-    lines = ["| family | norm | metric | plain | v2 | v2 − plain | 2·SE | beyond seed spread |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | norm | metric | plain | v2 | v2 − plain | 2·SE | beyond seed spread |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for p in pairs:
         se = "—" if p["se"] is None else f"{2 * p['se']:.4f}"
         verdict = "—" if p["beyond_spread"] is None else ("yes" if p["beyond_spread"] else "no")
-        lines.append(f"| {p['family']} | {p['norm']} | {p['metric']} | {p['plain']:.4f} | {p['v2']:.4f} | "
-                     f"{p['difference']:+.4f} | {se} | {verdict} |")
+        lines.append(
+            f"| {p['family']} | {p['norm']} | {p['metric']} | {p['plain']:.4f} | {p['v2']:.4f} | "
+            f"{p['difference']:+.4f} | {se} | {verdict} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -92,8 +109,14 @@ def bar_chart(agg: list[dict], path: Path, metrics=CHART_METRICS) -> None:
         for i, a in enumerate(members):
             means = [a[m] or 0 for m in metrics]
             errs = [a[m + "_std"] or 0 for m in metrics]
-            ax.bar(x + (i - (len(members) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-                   label=model_name(family, a["variant"]))
+            ax.bar(
+                x + (i - (len(members) - 1) / 2) * width,
+                means,
+                width,
+                yerr=errs,
+                capsize=2,
+                label=model_name(family, a["variant"]),
+            )
         ax.set_xticks(x, [LABELS[m] for m in metrics])
         ax.set_ylim(0, 1)
         ax.set_title(f"{family} (test set; mean ± std over seeds)")

@@ -14,6 +14,22 @@ from normscope.train.loop import train
 from normscope.train.runs import Run, load_run
 from normscope.train.settings import KERAS_DEFAULTS, TrainSettings, pick_device, resolve_settings
 
-__all__ = ["KERAS_DEFAULTS", "SCALAR_METRICS", "Run", "RunConfig", "RunError", "Splits", "TrainSettings",
-           "TrainingFailed", "evaluate_run", "load_run", "pick_device", "predict_logits", "prepare_data",
-           "resolve_settings", "runs", "test_metrics", "train"]
+__all__ = [
+    "KERAS_DEFAULTS",
+    "SCALAR_METRICS",
+    "Run",
+    "RunConfig",
+    "RunError",
+    "Splits",
+    "TrainSettings",
+    "TrainingFailed",
+    "evaluate_run",
+    "load_run",
+    "pick_device",
+    "predict_logits",
+    "prepare_data",
+    "resolve_settings",
+    "runs",
+    "test_metrics",
+    "train",
+]

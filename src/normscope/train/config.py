@@ -42,13 +42,13 @@ class RunConfig(FieldReads):
     ``run.config.get("data")`` read it like the JSON's dict; unknown keys (from a newer
     version) are kept in ``extra`` and written back."""
 
-    source: str | None = None          # the description the run was started from
-    name: str                          # the model (variant) name
+    source: str | None = None  # the description the run was started from
+    name: str  # the model (variant) name
     family: str | None = None
     variant: str
     norm: str | None = None
     reuse: bool | None = None
-    data: str                          # the data set as given (npz paths absolute)
+    data: str  # the data set as given (npz paths absolute)
     data_name: str | None = None
     data_dir: str | None = None
     subset: int | None = None
@@ -107,24 +107,55 @@ class RunConfig(FieldReads):
     # -- a new run ------------------------------------------------------------------- #
 
     @classmethod
-    def new(cls, spec, settings: TrainSettings, splits: Splits, *, input_shape, classes: int, data_dir,
-            test_subset: int | None, split_seed: int, fit_data: bool, device: torch.device,
-            amp: bool | None, channels_last: bool | None, eval_batch_size: int | None) -> RunConfig:
+    def new(
+        cls,
+        spec,
+        settings: TrainSettings,
+        splits: Splits,
+        *,
+        input_shape,
+        classes: int,
+        data_dir,
+        test_subset: int | None,
+        split_seed: int,
+        fit_data: bool,
+        device: torch.device,
+        amp: bool | None,
+        channels_last: bool | None,
+        eval_batch_size: int | None,
+    ) -> RunConfig:
         """The configuration of a new run of ``spec`` on ``splits``; ``amp``,
         ``channels_last`` and ``eval_batch_size`` None take the device's defaults."""
         default_amp, default_cl = device_defaults(device)
         return cls(
-            source=str(spec.file) if spec.file else None, name=spec.name, family=spec.family,
-            variant=spec.variant, norm=spec.norm, reuse=spec.reuse,
-            data=settings.data, data_name=splits.name, data_dir=str(data_dir) if data_dir else None,
-            subset=settings.subset, test_subset=test_subset, validation=settings.validation,
-            standardize=settings.standardize, split_seed=split_seed, sizes=splits.sizes,
-            input_shape=list(input_shape), classes=classes, class_names=list(splits.class_names),
-            mean=splits.mean.tolist(), std=splits.std.tolist(), fit_data=fit_data, train=settings,
-            device=str(device), amp=default_amp if amp is None else bool(amp),
+            source=str(spec.file) if spec.file else None,
+            name=spec.name,
+            family=spec.family,
+            variant=spec.variant,
+            norm=spec.norm,
+            reuse=spec.reuse,
+            data=settings.data,
+            data_name=splits.name,
+            data_dir=str(data_dir) if data_dir else None,
+            subset=settings.subset,
+            test_subset=test_subset,
+            validation=settings.validation,
+            standardize=settings.standardize,
+            split_seed=split_seed,
+            sizes=splits.sizes,
+            input_shape=list(input_shape),
+            classes=classes,
+            class_names=list(splits.class_names),
+            mean=splits.mean.tolist(),
+            std=splits.std.tolist(),
+            fit_data=fit_data,
+            train=settings,
+            device=str(device),
+            amp=default_amp if amp is None else bool(amp),
             channels_last=default_cl if channels_last is None else bool(channels_last),
             compile=bool(settings.compile),
-            eval_batch_size=eval_batch_size or (2048 if device.type == "cuda" else 512))
+            eval_batch_size=eval_batch_size or (2048 if device.type == "cuda" else 512),
+        )
 
     # -- using it -------------------------------------------------------------------- #
 
@@ -139,14 +170,22 @@ class RunConfig(FieldReads):
         """The run's data (uint8 images, labels, statistics) loaded exactly as in training;
         ``data_dir`` overrides the recorded one. Raises RunError when the data found now is
         not the data the run was trained on (its channel statistics differ)."""
-        splits = prepare_data(self.data, data_dir=data_dir or self.data_dir, subset=self.subset,
-                              test_subset=self.test_subset, validation=self.validation,
-                              standardize=self.standardize, split_seed=self.split_seed)
+        splits = prepare_data(
+            self.data,
+            data_dir=data_dir or self.data_dir,
+            subset=self.subset,
+            test_subset=self.test_subset,
+            validation=self.validation,
+            standardize=self.standardize,
+            split_seed=self.split_seed,
+        )
         saved = np.asarray(self.mean + self.std, dtype=np.float64)
         got = np.concatenate([splits.mean, splits.std])
         if saved.shape != got.shape or np.abs(saved - got).max() > STATS_TOLERANCE:
-            raise RunError(f"{where or 'the run'}: the data set {self.data!r} found now is not the one the run "
-                           "was trained on (its channel statistics differ)")
+            raise RunError(
+                f"{where or 'the run'}: the data set {self.data!r} found now is not the one the run "
+                "was trained on (its channel statistics differ)"
+            )
         return splits
 
 

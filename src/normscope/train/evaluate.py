@@ -16,8 +16,15 @@ from normscope.errors import NormscopeError
 from normscope.train.metrics import classification_metrics
 from normscope.train.settings import pick_device
 
-__all__ = ["SCALAR_METRICS", "autocast", "predict_logits", "loss_and_accuracy", "test_metrics", "evaluate_best",
-           "evaluate_run"]
+__all__ = [
+    "SCALAR_METRICS",
+    "autocast",
+    "predict_logits",
+    "loss_and_accuracy",
+    "test_metrics",
+    "evaluate_best",
+    "evaluate_run",
+]
 
 # the metrics of results.json (and `normscope eval`), in their order
 SCALAR_METRICS = ("loss", "accuracy", "precision", "recall", "auc", "top5_accuracy", "macro_f1")
@@ -31,15 +38,16 @@ def autocast(device: torch.device, amp: bool):
 
 
 @torch.no_grad()
-def predict_logits(model, x_uint8: torch.Tensor, mean, std, batch_size: int = 1024,
-                   amp: bool = False, channels_last: bool = False) -> torch.Tensor:
+def predict_logits(
+    model, x_uint8: torch.Tensor, mean, std, batch_size: int = 1024, amp: bool = False, channels_last: bool = False
+) -> torch.Tensor:
     """float32 logits of every image, in large batches, model in eval mode."""
     was_training = model.training
     model.eval()
     out = []
     device = x_uint8.device
     for i in range(0, len(x_uint8), batch_size):
-        xb = to_input(x_uint8[i:i + batch_size], mean, std)
+        xb = to_input(x_uint8[i : i + batch_size], mean, std)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
@@ -60,8 +68,9 @@ def test_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
     return classification_metrics(probs, y.cpu().numpy())
 
 
-def evaluate_best(run_dir: Path, model, data: DeviceData, class_names: list[str], batch_size: int,
-                  amp: bool, channels_last: bool) -> dict:
+def evaluate_best(
+    run_dir: Path, model, data: DeviceData, class_names: list[str], batch_size: int, amp: bool, channels_last: bool
+) -> dict:
     """Test (and validation) metrics of best.pt, loaded into ``model``, as results.json
     holds them; writes per_class.csv and confusion_matrix.csv of the test split."""
     best = runs.load_checkpoint(run_dir / runs.BEST, map_location="cpu")
@@ -74,14 +83,14 @@ def evaluate_best(run_dir: Path, model, data: DeviceData, class_names: list[str]
         m = test_metrics(logits, data.y[split])
         out[split] = {k: m[k] for k in SCALAR_METRICS} | {"n": int(data.n(split))}
         if split == "test":
-            runs.write_per_class(run_dir / runs.PER_CLASS, class_names, m["per_class_accuracy"],
-                                 m["confusion_matrix"])
+            runs.write_per_class(run_dir / runs.PER_CLASS, class_names, m["per_class_accuracy"], m["confusion_matrix"])
             runs.write_confusion(run_dir / runs.CONFUSION, class_names, m["confusion_matrix"])
     return out
 
 
-def evaluate_run(run_dir, device: str | None = "auto", data_dir=None, split: str = "test",
-                 checkpoint: str = "best") -> dict:
+def evaluate_run(
+    run_dir, device: str | None = "auto", data_dir=None, split: str = "test", checkpoint: str = "best"
+) -> dict:
     """Re-compute the metrics of a run's checkpoint (best by default) on ``split``;
     returns metrics.md's metrics plus per_class_accuracy and confusion_matrix."""
     dev = pick_device(device)
@@ -94,6 +103,7 @@ def evaluate_run(run_dir, device: str | None = "auto", data_dir=None, split: str
     amp, channels_last = run.config.precision_on(dev)  # on another kind of device: its defaults
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    logits = predict_logits(model, s.images(split, dev), mean, std, run.config.eval_batch_size,
-                            amp=amp, channels_last=channels_last)
+    logits = predict_logits(
+        model, s.images(split, dev), mean, std, run.config.eval_batch_size, amp=amp, channels_last=channels_last
+    )
     return test_metrics(logits, torch.from_numpy(s.y[split]).to(dev))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,17 +35,36 @@ from normscope.train.evaluate import autocast, evaluate_best, loss_and_accuracy,
 from normscope.train.optim import lr_factor, make_optimizer, set_lr
 from normscope.train.prepare import PreparedRun, reopen_run, start_run
 from normscope.train.progress import Reporter
+from normscope.train.state import TrainState
 
 __all__ = ["train", "Trainer", "TrainState", "TrainingFailed"]
 
 
-def train(description=None, *, data: str | None = None, data_dir=None, out="runs", name: str | None = None,
-          norm: str | None = None, reuse: bool | None = None, epochs: int | None = None,
-          batch_size: int | None = None, lr: float | None = None, seed: int | None = None,
-          subset: int | None = None, test_subset: int | None = None, device: str | None = "auto",
-          fit_data: bool = False, compile: bool | None = None, amp: bool | None = None,
-          channels_last: bool | None = None, eval_batch_size: int | None = None,
-          progress: str = "auto", resume=None, callbacks: Sequence[Callable[[dict], None]] = ()) -> Path:
+def train(
+    description=None,
+    *,
+    data: str | None = None,
+    data_dir=None,
+    out="runs",
+    name: str | None = None,
+    norm: str | None = None,
+    reuse: bool | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    device: str | None = "auto",
+    fit_data: bool = False,
+    compile: bool | None = None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    eval_batch_size: int | None = None,
+    progress: str = "auto",
+    resume=None,
+    callbacks: Sequence[Callable[[dict], None]] = (),
+) -> Path:
     """Train a model description and return its run directory.
 
     ``description``: a path or a ModelSpec. Settings come from its ``train:`` section;
@@ -66,13 +84,33 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
     if resume is not None:
         run = reopen_run(Path(resume), epochs=epochs, device=device, data_dir=data_dir, reporter=reporter)
     else:
-        overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "data": data,
-                     "subset": subset, "compile": compile}
-        run = start_run(description, overrides=overrides, data_dir=data_dir, out=out, name=name, norm=norm,
-                        reuse=reuse, test_subset=test_subset, device=device, fit_data=fit_data, amp=amp,
-                        channels_last=channels_last, eval_batch_size=eval_batch_size, reporter=reporter)
-    trainer = Trainer(run, reporter)        # build: model, optimizer, loss, data on the device
-    trainer.restore(run.checkpoint)         # resume from last.pt, or start fresh
+        overrides = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "data": data,
+            "subset": subset,
+            "compile": compile,
+        }
+        run = start_run(
+            description,
+            overrides=overrides,
+            data_dir=data_dir,
+            out=out,
+            name=name,
+            norm=norm,
+            reuse=reuse,
+            test_subset=test_subset,
+            device=device,
+            fit_data=fit_data,
+            amp=amp,
+            channels_last=channels_last,
+            eval_batch_size=eval_batch_size,
+            reporter=reporter,
+        )
+    trainer = Trainer(run, reporter)  # build: model, optimizer, loss, data on the device
+    trainer.restore(run.checkpoint)  # resume from last.pt, or start fresh
     status, message = trainer.run_epochs(callbacks)  # train, validate, checkpoint each epoch
     return trainer.finish(status, message)  # test metrics of best.pt, results.json, curves
 
@@ -80,39 +118,6 @@ def train(description=None, *, data: str | None = None, data_dir=None, out="runs
 # --------------------------------------------------------------------------- #
 # State carried from epoch to epoch (and through last.pt)
 # --------------------------------------------------------------------------- #
-
-
-@dataclass
-class TrainState:
-    """Where the run is: what last.pt holds besides weights, optimizer and RNG."""
-
-    epoch: int = 0                  # epochs finished
-    step: int = 0                   # optimizer steps taken
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0             # 0: none yet
-    best_acc: float = -math.inf     # validation accuracy of best_epoch
-    elapsed: float = 0.0            # seconds of the finished epochs (training and validation)
-    loop_time: float = 0.0          # seconds of their training loops alone
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> TrainState:
-        return cls(epoch=int(ckpt["epoch"]), step=int(ckpt["step"]), history=[dict(r) for r in ckpt["history"]],
-                   best_epoch=int(ckpt["best_epoch"]), best_acc=float(ckpt["best_val_accuracy"]),
-                   elapsed=float(ckpt.get("elapsed", 0.0)), loop_time=float(ckpt.get("loop_time", 0.0)))
-
-    def to_checkpoint(self) -> dict:
-        return {"epoch": self.epoch, "step": self.step, "history": self.history, "best_epoch": self.best_epoch,
-                "best_val_accuracy": self.best_acc, "elapsed": self.elapsed, "loop_time": self.loop_time}
-
-    def record(self, row: dict, has_val: bool) -> bool:
-        """Add an epoch's row; True when it is the new best: by validation accuracy (the
-        first of equals), or without validation the last epoch."""
-        self.history.append(row)
-        self.epoch = row["epoch"]
-        improved = (row["val_accuracy"] > self.best_acc) if has_val else True
-        if improved:
-            self.best_epoch, self.best_acc = row["epoch"], (row["val_accuracy"] if has_val else -math.inf)
-        return improved
 
 
 class _Diverged(Exception):
@@ -159,8 +164,11 @@ class Trainer:
         self.aux = bool(model.aux_weights)
         self.main_weight = 1.0 - sum(model.aux_weights.values())
         if self.main_weight <= 0:
-            raise SpecError(f"the aux loss weights sum to {1 - self.main_weight:g}; they must leave the main "
-                            "classifier a positive weight (sum < 1)", file=self.config.source)
+            raise SpecError(
+                f"the aux loss weights sum to {1 - self.main_weight:g}; they must leave the main "
+                "classifier a positive weight (sum < 1)",
+                file=self.config.source,
+            )
         self.forward = model.forward_with_aux if self.aux else model.forward
         if self.config.compile:
             self.forward = torch.compile(self.forward)
@@ -188,8 +196,9 @@ class Trainer:
     def run_epochs(self, callbacks: Sequence[Callable[[dict], None]] = ()) -> tuple[str, str | None]:
         """Every remaining epoch: train, validate, checkpoint, report; (status, message)."""
         epochs = self.settings.epochs
-        runs.write_json(self.run_dir / runs.RESULTS, {"status": "running", "epochs_done": self.state.epoch,
-                                                      "epochs": epochs})
+        runs.write_json(
+            self.run_dir / runs.RESULTS, {"status": "running", "epochs_done": self.state.epoch, "epochs": epochs}
+        )
         self.reporter.start(epochs, self.state.epoch, self.steps_per_epoch)
         try:
             for epoch in range(self.state.epoch, epochs):
@@ -207,10 +216,15 @@ class Trainer:
             return "failed", self._divergence_message(exc)
         except KeyboardInterrupt:
             self.reporter.close()
-            runs.write_json(self.run_dir / runs.RESULTS, {
-                "status": "interrupted",
-                "message": f"interrupted; continue with: normscope train --resume {self.run_dir}",
-                "epochs_done": len(self.state.history), "epochs": epochs})
+            runs.write_json(
+                self.run_dir / runs.RESULTS,
+                {
+                    "status": "interrupted",
+                    "message": f"interrupted; continue with: normscope train --resume {self.run_dir}",
+                    "epochs_done": len(self.state.history),
+                    "epochs": epochs,
+                },
+            )
             raise
         finally:
             self.reporter.close()
@@ -231,8 +245,9 @@ class Trainer:
         for b in range(self.steps_per_epoch):
             sl = slice(b * bs, (b + 1) * bs)
             idx = perm[sl]
-            xb = self.data.train_batch(idx, None if offsets is None else offsets[sl],
-                                       None if flips is None else flips[sl])
+            xb = self.data.train_batch(
+                idx, None if offsets is None else offsets[sl], None if flips is None else flips[sl]
+            )
             yb = self.data.y["train"][idx]
             set_lr(self.optimizer, t.lr, lr_factor(state.step, self.total_steps, self.steps_per_epoch, t))
             loss, logits = self.train_step(xb, yb)
@@ -251,9 +266,13 @@ class Trainer:
         if not math.isfinite(train_loss):
             raise _Diverged(epoch + 1, None, train_loss)
         self.reporter.batch(self.steps_per_epoch, train_loss, train_acc)
-        return {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-                "lr": t.lr * lr_factor(state.step - 1, self.total_steps, self.steps_per_epoch, t),
-                "train_seconds": loop_seconds}  # (not in metrics.csv: the training loop alone)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "lr": t.lr * lr_factor(state.step - 1, self.total_steps, self.steps_per_epoch, t),
+            "train_seconds": loop_seconds,
+        }  # (not in metrics.csv: the training loop alone)
 
     def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a uint8 batch; (loss, main logits)."""
@@ -278,8 +297,15 @@ class Trainer:
         """(loss, accuracy) on the validation split; (None, None) without one."""
         if not self.has_val:
             return None, None
-        logits = predict_logits(self.model, self.data.x["val"], self.data.mean, self.data.std,
-                                self.config.eval_batch_size, self.amp, self.channels_last)
+        logits = predict_logits(
+            self.model,
+            self.data.x["val"],
+            self.data.mean,
+            self.data.std,
+            self.config.eval_batch_size,
+            self.amp,
+            self.channels_last,
+        )
         return loss_and_accuracy(logits, self.data.y["val"])
 
     def checkpoint(self, improved: bool) -> None:
@@ -287,20 +313,29 @@ class Trainer:
         is repaired on resume (runs.repair_best)."""
         weights = {"model": _cpu_state(self.model), "epoch": self.state.epoch}
         runs.write_history(self.run_dir / runs.METRICS, self.state.history)
-        runs.save_checkpoint(self.run_dir / runs.LAST, {
-            **weights, **self.state.to_checkpoint(), "optimizer": self.optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else []})
+        runs.save_checkpoint(
+            self.run_dir / runs.LAST,
+            {
+                **weights,
+                **self.state.to_checkpoint(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [],
+            },
+        )
         if improved:
-            runs.save_checkpoint(self.run_dir / runs.BEST, {**weights,
-                                                            "val_accuracy": self.state.history[-1]["val_accuracy"]})
+            runs.save_checkpoint(
+                self.run_dir / runs.BEST, {**weights, "val_accuracy": self.state.history[-1]["val_accuracy"]}
+            )
 
     def _divergence_message(self, exc: _Diverged) -> str:
         good = self.state.history[-1]["epoch"] if self.state.history else 0
-        return (f"the training loss became {exc.value} in epoch {exc.epoch}"
-                f"{'' if exc.batch is None else f' (batch {exc.batch})'}; stopped. "
-                + (f"The last good checkpoint is epoch {good} ({runs.LAST}). " if good else "No epoch finished. ")
-                + "Try a lower learning rate (--lr) or another optimizer.")
+        return (
+            f"the training loss became {exc.value} in epoch {exc.epoch}"
+            f"{'' if exc.batch is None else f' (batch {exc.batch})'}; stopped. "
+            + (f"The last good checkpoint is epoch {good} ({runs.LAST}). " if good else "No epoch finished. ")
+            + "Try a lower learning rate (--lr) or another optimizer."
+        )
 
     # -- finish ---------------------------------------------------------------------- #
 
@@ -308,31 +343,54 @@ class Trainer:
         """results.json (with the test metrics of best.pt when completed), curves.png; raises
         TrainingFailed after a divergence."""
         config, state, run_dir = self.config, self.state, self.run_dir
-        results = {"status": status, "message": message, "name": config.name, "variant": config.variant,
-                   "data": config.data, "seed": self.settings.seed, "epochs": self.settings.epochs,
-                   "epochs_done": len(state.history), "best_epoch": state.best_epoch or None,
-                   "best_by": "val_accuracy" if self.has_val else "last_epoch",
-                   "params": {"total": self.trainable + self.non_trainable, "trainable": self.trainable,
-                              "non_trainable": self.non_trainable},
-                   "seconds": state.elapsed,
-                   "train_images_per_second": (self.n_train * len(state.history) / state.loop_time
-                                               if state.loop_time > 0 else None),
-                   "device": str(self.device)}
+        results = {
+            "status": status,
+            "message": message,
+            "name": config.name,
+            "variant": config.variant,
+            "data": config.data,
+            "seed": self.settings.seed,
+            "epochs": self.settings.epochs,
+            "epochs_done": len(state.history),
+            "best_epoch": state.best_epoch or None,
+            "best_by": "val_accuracy" if self.has_val else "last_epoch",
+            "params": {
+                "total": self.trainable + self.non_trainable,
+                "trainable": self.trainable,
+                "non_trainable": self.non_trainable,
+            },
+            "seconds": state.elapsed,
+            "train_images_per_second": (
+                self.n_train * len(state.history) / state.loop_time if state.loop_time > 0 else None
+            ),
+            "device": str(self.device),
+        }
         if state.history:
             runs.plot_curves(run_dir / runs.CURVES, state.history, title=f"{config.name} on {config.data}")
         if status == "completed":
-            results.update(evaluate_best(run_dir, self.model, self.data, config.class_names,
-                                         config.eval_batch_size, self.amp, self.channels_last))
+            results.update(
+                evaluate_best(
+                    run_dir,
+                    self.model,
+                    self.data,
+                    config.class_names,
+                    config.eval_batch_size,
+                    self.amp,
+                    self.channels_last,
+                )
+            )
             results["best_val_accuracy"] = results.get("val", {}).get("accuracy")
         runs.write_json(run_dir / runs.RESULTS, results)
         if status == "failed":
             raise TrainingFailed(f"{run_dir}: {message}", run_dir)
         if self.reporter.mode != "none":
             m = results["test"]
-            self.reporter.note(f"test (best epoch {state.best_epoch}): loss {m['loss']:.4f}  "
-                               f"accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  "
-                               f"recall {m['recall']:.4f}  auc {m['auc']:.4f}  top5 {m['top5_accuracy']:.4f}  "
-                               f"macro_f1 {m['macro_f1']:.4f}")
+            self.reporter.note(
+                f"test (best epoch {state.best_epoch}): loss {m['loss']:.4f}  "
+                f"accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  "
+                f"recall {m['recall']:.4f}  auc {m['auc']:.4f}  top5 {m['top5_accuracy']:.4f}  "
+                f"macro_f1 {m['macro_f1']:.4f}"
+            )
             self.reporter.note(f"run directory: {run_dir}")
         return run_dir
 

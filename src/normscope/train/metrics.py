@@ -58,9 +58,7 @@ def categorical_crossentropy(probs: np.ndarray, labels: np.ndarray, eps: float =
     return float(-np.mean(np.log(picked)))
 
 
-def keras_auc(
-    probs: np.ndarray, labels: np.ndarray, num_thresholds: int = 200, eps: float = KERAS_EPSILON
-) -> float:
+def keras_auc(probs: np.ndarray, labels: np.ndarray, num_thresholds: int = 200, eps: float = KERAS_EPSILON) -> float:
     """Keras ``AUC()`` with its defaults (ROC, 200 thresholds, trapezoidal
     'interpolation'), micro over all N x K pairs.
 
@@ -79,9 +77,7 @@ def keras_auc(
     scores = np.clip(p.ravel(), 0.0, 1.0)
     pos = onehot.ravel()
     t = num_thresholds
-    thresholds = np.array(
-        [-eps] + [(i + 1) * 1.0 / (t - 1) for i in range(t - 2)] + [1.0 + eps]
-    )
+    thresholds = np.array([-eps] + [(i + 1) * 1.0 / (t - 1) for i in range(t - 2)] + [1.0 + eps])
     # bucket b: p exceeds thresholds 0..b (searchsorted counts thresholds < p)
     buckets = np.maximum(np.searchsorted(thresholds, scores, side="left") - 1, 0)
     pos_hist = np.bincount(buckets[pos], minlength=t).astype(np.float64)
@@ -99,9 +95,7 @@ def keras_auc(
     return float(np.sum((fpr[:-1] - fpr[1:]) * heights))
 
 
-def pooled_precision_recall(
-    probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5
-) -> tuple[float, float]:
+def pooled_precision_recall(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
     """Keras ``Precision()`` / ``Recall()`` at ``threshold`` over all N x K pairs
     (0 when the denominator is 0)."""
     p, y = _check(probs, labels)

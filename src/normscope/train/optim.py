@@ -62,11 +62,11 @@ def make_optimizer(model, t: TrainSettings, file=None) -> torch.optim.Optimizer:
     if opt == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=wd)
     if opt == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, alpha=d["rho"], eps=t.eps, momentum=t.momentum,
-                                   weight_decay=wd)
+        return torch.optim.RMSprop(groups, lr=lr, alpha=d["rho"], eps=t.eps, momentum=t.momentum, weight_decay=wd)
     if opt == "adagrad":
-        return torch.optim.Adagrad(groups, lr=lr, eps=t.eps, weight_decay=wd,
-                                   initial_accumulator_value=d["initial_accumulator_value"])
+        return torch.optim.Adagrad(
+            groups, lr=lr, eps=t.eps, weight_decay=wd, initial_accumulator_value=d["initial_accumulator_value"]
+        )
     if opt == "adadelta":
         return torch.optim.Adadelta(groups, lr=lr, rho=d["rho"], eps=t.eps, weight_decay=wd)
     raise SpecError(f"unknown optimizer {opt!r}", file=file)  # validated by the DSL already

@@ -36,9 +36,16 @@ class Reporter:
     def start(self, epochs: int, first_epoch: int, steps: int) -> None:
         if self.mode != "bar":
             return
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                  console=Console(file=self.stream), transient=False)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(file=self.stream),
+            transient=False,
+        )
         self._progress.start()
         self._epochs = self._progress.add_task("epochs", total=epochs, completed=first_epoch, info="")
         self._batches = self._progress.add_task("batches", total=steps, info="")
@@ -55,11 +62,12 @@ class Reporter:
     def epoch_end(self, row: dict, epochs: int, best: bool) -> None:
         if self.mode == "none":
             return
-        val = ("" if row["val_loss"] is None else
-               f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}")
-        line = (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  loss {row['train_loss']:.4f}  "
-                f"acc {row['train_accuracy']:.4f}{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s"
-                f"{'  *best' if best else ''}")
+        val = "" if row["val_loss"] is None else f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
+        line = (
+            f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  loss {row['train_loss']:.4f}  "
+            f"acc {row['train_accuracy']:.4f}{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s"
+            f"{'  *best' if best else ''}"
+        )
         if self._progress is not None:
             self._progress.update(self._epochs, completed=row["epoch"])
         self.note(line)

@@ -61,11 +61,38 @@ CURVES = "curves.png"
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
-__all__ = ["DESCRIPTION", "CONFIG", "ENV", "METRICS", "LAST", "BEST", "RESULTS", "PER_CLASS", "CONFUSION",
-           "CURVES", "HISTORY_COLUMNS", "Run", "RunConfig", "RunError", "load_run", "create_run_dir",
-           "safe_name", "default_run_name", "save_checkpoint", "load_checkpoint", "repair_best", "write_json",
-           "read_json", "write_text", "environment", "write_history", "read_history", "write_per_class",
-           "write_confusion", "plot_curves"]
+__all__ = [
+    "DESCRIPTION",
+    "CONFIG",
+    "ENV",
+    "METRICS",
+    "LAST",
+    "BEST",
+    "RESULTS",
+    "PER_CLASS",
+    "CONFUSION",
+    "CURVES",
+    "HISTORY_COLUMNS",
+    "Run",
+    "RunConfig",
+    "RunError",
+    "load_run",
+    "create_run_dir",
+    "safe_name",
+    "default_run_name",
+    "save_checkpoint",
+    "load_checkpoint",
+    "repair_best",
+    "write_json",
+    "read_json",
+    "write_text",
+    "environment",
+    "write_history",
+    "read_history",
+    "write_per_class",
+    "write_confusion",
+    "plot_curves",
+]
 
 
 # --------------------------------------------------------------------------- #
@@ -105,8 +132,14 @@ def repair_best(run_dir: Path, checkpoint: dict) -> None:
     if checkpoint["best_epoch"] == checkpoint["epoch"]:
         current = load_checkpoint(best_path)["epoch"] if best_path.is_file() else None
         if current != checkpoint["epoch"]:
-            save_checkpoint(best_path, {"model": checkpoint["model"], "epoch": checkpoint["epoch"],
-                                        "val_accuracy": checkpoint["best_val_accuracy"]})
+            save_checkpoint(
+                best_path,
+                {
+                    "model": checkpoint["model"],
+                    "epoch": checkpoint["epoch"],
+                    "val_accuracy": checkpoint["best_val_accuracy"],
+                },
+            )
 
 
 # --------------------------------------------------------------------------- #
@@ -144,8 +177,9 @@ def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
             if not unique:
                 if path.is_dir() and not any(path.iterdir()):
                     return path
-                raise RunError(f"{path} already exists; choose another --name or resume it with "
-                               f"--resume {path}") from None
+                raise RunError(
+                    f"{path} already exists; choose another --name or resume it with --resume {path}"
+                ) from None
             k += 1
             path = out / f"{name}-{k}"
 
@@ -157,8 +191,10 @@ def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
 
 def _git_commit(where: Path) -> dict:
     def git(*args):
-        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
-                              timeout=5, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+
     try:
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
@@ -182,6 +218,7 @@ def environment(device=None) -> dict:
     }
     try:
         import torchvision  # optional and slow to import: only its version is wanted here
+
         env["torchvision"] = torchvision.__version__
     except Exception:
         env["torchvision"] = None
@@ -227,8 +264,7 @@ def read_history(path: Path) -> list[dict]:
     rows = []
     with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
-            rows.append({k: (None if v == "" else (int(v) if k == "epoch" else float(v)))
-                         for k, v in r.items()})
+            rows.append({k: (None if v == "" else (int(v) if k == "epoch" else float(v))) for k, v in r.items()})
     return rows
 
 
@@ -238,8 +274,7 @@ def write_per_class(path: Path, class_names, per_class_accuracy, confusion) -> N
     w.writerow(["class", "name", "support", "correct", "accuracy"])
     for i, name in enumerate(class_names):
         support = int(sum(confusion[i]))
-        w.writerow([i, name, support, int(confusion[i][i]), _fmt(float(per_class_accuracy[i]))
-                    if support else ""])
+        w.writerow([i, name, support, int(confusion[i][i]), _fmt(float(per_class_accuracy[i])) if support else ""])
     write_text(path, buf.getvalue())
 
 
@@ -343,8 +378,9 @@ class Run:
         """The model with the weights of checkpoint ``which`` ('best' | 'last'), eval mode."""
         path = self.checkpoint_path(which)
         if not path.is_file():
-            raise RunError(f"{self.path}: no {path.name} yet (status: {self.status}); the run has "
-                           "not finished an epoch")
+            raise RunError(
+                f"{self.path}: no {path.name} yet (status: {self.status}); the run has not finished an epoch"
+            )
         ckpt = load_checkpoint(path)
         model = self.build_model()
         model.load_state_dict(ckpt["model"])

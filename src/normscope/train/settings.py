@@ -18,8 +18,7 @@ from normscope.errors import NormscopeError, SpecError
 from normscope.keys import REQUIRED
 from normscope.spec import AUGMENT_ARGS, TRAIN_ARGS
 
-__all__ = ["KERAS_DEFAULTS", "OVERRIDABLE", "FieldReads", "Augment", "TrainSettings", "resolve_settings",
-           "pick_device"]
+__all__ = ["KERAS_DEFAULTS", "OVERRIDABLE", "FieldReads", "Augment", "TrainSettings", "resolve_settings", "pick_device"]
 
 # What `lr: null` / `eps: null` mean for each optimizer: the defaults of tf.keras.
 KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -106,11 +105,13 @@ class TrainSettings(FieldReads):
     def from_dict(cls, values: Mapping[str, Any]) -> TrainSettings:
         """From a ``train:`` mapping (a resolved spec.train, config.json's "train"); keys it
         lacks take the DSL's defaults (a config.json written before the key existed)."""
-        given = {f.name: _plain(values[f.name]) if f.name in values else _default(TRAIN_ARGS, f.name)
-                 for f in fields(cls)}
+        given = {
+            f.name: _plain(values[f.name]) if f.name in values else _default(TRAIN_ARGS, f.name) for f in fields(cls)
+        }
         augment = given["augment"] or {}
-        given["augment"] = Augment(**{k: augment[k] if k in augment else _default(AUGMENT_ARGS, k)
-                                      for k in AUGMENT_ARGS})
+        given["augment"] = Augment(
+            **{k: augment[k] if k in augment else _default(AUGMENT_ARGS, k) for k in AUGMENT_ARGS}
+        )
         return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,8 +164,10 @@ def pick_device(device: str | None = "auto") -> torch.device:
         raise NormscopeError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise NormscopeError("--gpu / --device cuda: no CUDA GPU is available to PyTorch here "
-                                 f"(torch {torch.__version__}); train on the CPU with --device cpu")
+            raise NormscopeError(
+                "--gpu / --device cuda: no CUDA GPU is available to PyTorch here "
+                f"(torch {torch.__version__}); train on the CPU with --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise NormscopeError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type != "cpu":

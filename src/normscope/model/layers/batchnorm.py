@@ -35,8 +35,9 @@ class BatchNorm(nn.BatchNorm2d):
         if self.training:
             self.num_batches_tracked.add_(1)
         # torch updates the running stats (with the unbiased variance) and normalizes
-        y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                         self.training, self.momentum, self.eps)
+        y = F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, self.training, self.momentum, self.eps
+        )
         if self.training:
             dims = (0,) if x.dim() == 2 else (0, 2, 3)
             var, mean = torch.var_mean(x, dim=dims, unbiased=False)

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_OFFSET = 2.0 ** -18        # smallest stored value
-_PEDESTAL = _OFFSET ** 2    # subtracted so that a stored _OFFSET means exactly 0
-_BETA_MIN = 1e-6            # floor of the effective beta
-_ABS_MIN = 1e-30            # |z| is floored here before the log
+_OFFSET = 2.0**-18  # smallest stored value
+_PEDESTAL = _OFFSET**2  # subtracted so that a stored _OFFSET means exactly 0
+_BETA_MIN = 1e-6  # floor of the effective beta
+_ABS_MIN = 1e-30  # |z| is floored here before the log
 _LOG_POW_MAX = math.log(1e30)  # |z|^alpha is capped at 1e30 to stay finite
 
 
@@ -81,8 +81,7 @@ class GDN(nn.Module):
         return cls(channels, kernel_size=options["kernel"], trainable_exponents=options["trainable_exponents"])
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, kernel_size={self.kernel_size}, "
-                f"trainable_exponents={self.trainable_exponents}")
+        return f"{self.channels}, kernel_size={self.kernel_size}, trainable_exponents={self.trainable_exponents}"
 
     @property
     def gamma(self) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Diagrams of a model description: PlotNeuralNet-style LaTeX/TikZ (tex, pdf, png) and graphviz (dot, svg).
 
-    from normscope.report.draw import draw
-    draw("examples/vgg16.yml", "out", norm="in", reuse=True)   # {"tex": Path, "pdf": Path, "png": Path}
+from normscope.report.draw import draw
+draw("examples/vgg16.yml", "out", norm="in", reuse=True)   # {"tex": Path, "pdf": Path, "png": Path}
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Callable, Iterable
 from normscope.errors import NormscopeError
 from normscope.fileio import atomic_write
 from normscope.model.graph import build_graph
-from normscope.report.draw.layout import Layout, layout
+from normscope.report.draw.boxes import Layout
+from normscope.report.draw.graphviz import render_svg, to_dot
+from normscope.report.draw.layout import layout
 from normscope.report.draw.tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
 from normscope.spec import ModelSpec, load_spec
 
@@ -39,11 +41,24 @@ def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...] | None
     return out
 
 
-def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str | Iterable[str] | None = None, *,
-         norm: str | None = None, reuse: bool | None = None, input_shape: tuple | None = None,
-         classes: int | None = None, abbreviations: bool | None = None, legend: bool | None = None,
-         title: str | None = None, scale: float | None = None, dpi: int = 150, stem: str | None = None,
-         timeout: float = 120, notify: Callable[[str], None] | None = None) -> dict[str, Path]:
+def draw(
+    source: str | Path | ModelSpec,
+    out_dir: str | Path = ".",
+    formats: str | Iterable[str] | None = None,
+    *,
+    norm: str | None = None,
+    reuse: bool | None = None,
+    input_shape: tuple | None = None,
+    classes: int | None = None,
+    abbreviations: bool | None = None,
+    legend: bool | None = None,
+    title: str | None = None,
+    scale: float | None = None,
+    dpi: int = 150,
+    stem: str | None = None,
+    timeout: float = 120,
+    notify: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
     """Draw a model description; returns {format: path} of the files written.
 
     `formats` None means tex, and pdf and png when pdflatex and pdftoppm are installed (a
@@ -72,8 +87,14 @@ def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str
     written: dict[str, Path] = {}
 
     if {"tex", "pdf", "png"} & set(wanted):
-        tex = render_tex(layout(g, abbreviations=opts["abbreviations"]), legend=opts["legend"], title=opts["title"],
-                         scale=opts["scale"], source=str(spec.file or ""), stem=stem)
+        tex = render_tex(
+            layout(g, abbreviations=opts["abbreviations"]),
+            legend=opts["legend"],
+            title=opts["title"],
+            scale=opts["scale"],
+            source=str(spec.file or ""),
+            stem=stem,
+        )
         if "tex" in wanted or not explicit:
             written["tex"] = atomic_write(out / f"{stem}.tex", tex)
         if {"pdf", "png"} & set(wanted):
@@ -91,8 +112,6 @@ def draw(source: str | Path | ModelSpec, out_dir: str | Path = ".", formats: str
                 skipped = ".pdf and .png" if exc.tool == "pdflatex" else ".png"
                 notify(f"{exc}; no {skipped} written, {written['tex']} is (compile it with pdflatex)")
     if {"dot", "svg"} & set(wanted):
-        from normscope.report.draw.graphviz import render_svg, to_dot
-
         dot = to_dot(g, abbreviations=opts["abbreviations"], title=opts["title"])
         if "dot" in wanted:
             written["dot"] = atomic_write(out / f"{stem}.dot", dot.source)

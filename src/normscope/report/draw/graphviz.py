@@ -13,14 +13,38 @@ from normscope.errors import NormscopeError
 from normscope.report.draw.layout import label_of, style_of
 from normscope.report.draw.tikz import ToolMissing
 
-COLOURS = {"input": "#c4cdde", "conv": "#ffe296", "convact": "#ffe296", "pool": "#de5c4e",
-           "dropout": "#d6d6d6", "flatten": "#baa0d6", "dense": "#96bee8", "pred": "#547ec8",
-           "act": "#fac48c", "pad": "#f0f0f0", "concat": "#fafafa", "add": "#fafafa", "reuse": "#ffec78",
-           **{n.short: n.style.hex for n in norms.NORMS.values()}}
-SHAPES = {"input": "cds", "conv": "box3d", "convact": "box3d", "pool": "invtrapezium", "dropout": "box",
-          "flatten": "parallelogram", "dense": "box", "pred": "doubleoctagon", "act": "cds", "pad": "box",
-          "concat": "circle", "add": "circle", "reuse": "doublecircle",
-          **{n.short: n.style.shape for n in norms.NORMS.values()}}
+COLOURS = {
+    "input": "#c4cdde",
+    "conv": "#ffe296",
+    "convact": "#ffe296",
+    "pool": "#de5c4e",
+    "dropout": "#d6d6d6",
+    "flatten": "#baa0d6",
+    "dense": "#96bee8",
+    "pred": "#547ec8",
+    "act": "#fac48c",
+    "pad": "#f0f0f0",
+    "concat": "#fafafa",
+    "add": "#fafafa",
+    "reuse": "#ffec78",
+    **{n.short: n.style.hex for n in norms.NORMS.values()},
+}
+SHAPES = {
+    "input": "cds",
+    "conv": "box3d",
+    "convact": "box3d",
+    "pool": "invtrapezium",
+    "dropout": "box",
+    "flatten": "parallelogram",
+    "dense": "box",
+    "pred": "doubleoctagon",
+    "act": "cds",
+    "pad": "box",
+    "concat": "circle",
+    "add": "circle",
+    "reuse": "doublecircle",
+    **{n.short: n.style.shape for n in norms.NORMS.values()},
+}
 DARK = {"pool", "pred", *norms.NORMS}
 
 
@@ -29,20 +53,30 @@ def _fmt(shape) -> str:
 
 
 def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None) -> graphviz.Digraph:
-    dot = graphviz.Digraph(name=g.graph["name"], graph_attr={
-        "rankdir": "LR", "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.35",
-        **({"label": graphviz.escape(title), "labelloc": "t"} if title else {})},
+    dot = graphviz.Digraph(
+        name=g.graph["name"],
+        graph_attr={
+            "rankdir": "LR",
+            "fontname": "Helvetica",
+            "nodesep": "0.25",
+            "ranksep": "0.35",
+            **({"label": graphviz.escape(title), "labelloc": "t"} if title else {}),
+        },
         node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled", "penwidth": "0.8"},
-        edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"})
+        edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"},
+    )
     for name in g.graph["order"]:
         node = g.nodes[name]
         style, _ = style_of(node)
         if node["kind"] in ("concat", "add", "reuse"):
             style = node["kind"]
         label = label_of(name, node, abbreviations) if node["kind"] != "reuse" else "concat"
-        attrs = {"shape": SHAPES.get(style, "box"), "fillcolor": COLOURS.get(style, "white"),
-                 "label": graphviz.escape(label) + r"\n" + _fmt(node["shape"]),
-                 "tooltip": graphviz.escape(f"{name} ({node['kind']})")}
+        attrs = {
+            "shape": SHAPES.get(style, "box"),
+            "fillcolor": COLOURS.get(style, "white"),
+            "label": graphviz.escape(label) + r"\n" + _fmt(node["shape"]),
+            "tooltip": graphviz.escape(f"{name} ({node['kind']})"),
+        }
         if style in DARK:
             attrs["fontcolor"] = "white"
         if style == "dropout":
@@ -54,9 +88,18 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
             stats = ", ".join(s.text for s in norm.stats)
             size = sum(grp.size for grp in g.graph["classifier"].of_layer(u))
             colour = norm.style.hex
-            dot.edge(u, v, label=f"{stats} ({size})", color=colour, fontcolor=colour,
-                     style="dashed", penwidth="2", constraint="false", tooltip=f"{norm.display} statistics",
-                     _attributes={"class": "reuse"})
+            dot.edge(
+                u,
+                v,
+                label=f"{stats} ({size})",
+                color=colour,
+                fontcolor=colour,
+                style="dashed",
+                penwidth="2",
+                constraint="false",
+                tooltip=f"{norm.display} statistics",
+                _attributes={"class": "reuse"},
+            )
         else:
             dot.edge(u, v)
     return dot

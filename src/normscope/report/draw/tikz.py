@@ -19,7 +19,8 @@ import jinja2
 
 from normscope import norms
 from normscope.errors import NormscopeError
-from normscope.report.draw.layout import STYLE_NAMES, ZX, ZY, Layout
+from normscope.report.draw.boxes import ZX, ZY, Layout
+from normscope.report.draw.layout import STYLE_NAMES
 
 TEMPLATES = files("normscope") / "templates" / "plotneuralnet"
 TEX_PACKAGES = "texlive-latex-base texlive-pictures texlive-latex-extra poppler-utils"
@@ -29,8 +30,9 @@ class ToolMissing(NormscopeError):
     """A program needed for an output format is not installed."""
 
     def __init__(self, tool: str, packages: str = TEX_PACKAGES):
-        super().__init__(f"`{tool}` was not found: install {packages} "
-                         f"(Debian/Ubuntu: `sudo apt-get install {packages}`)")
+        super().__init__(
+            f"`{tool}` was not found: install {packages} (Debian/Ubuntu: `sudo apt-get install {packages}`)"
+        )
         self.tool = tool
 
 
@@ -38,12 +40,44 @@ class Raw(str):
     """LaTeX that the template prints as it is."""
 
 
-_SPECIAL = {"\\": r"{\ttfamily\char92}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-            "^": r"{\ttfamily\char94}", "_": r"{\ttfamily\char95}", "%": r"\%", "~": r"{\ttfamily\char126}",
-            "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "\n": " ", "\r": " ", "\t": " "}
-_SYMBOLS = {"μ": r"\mu", "µ": r"\mu", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta",
-            "ε": r"\varepsilon", "σ": r"\sigma", "λ": r"\lambda", "θ": r"\theta", "π": r"\pi",
-            "×": r"\times", "·": r"\cdot", "±": r"\pm", "°": r"^\circ", "²": r"^2", "³": r"^3", "→": r"\to"}
+_SPECIAL = {
+    "\\": r"{\ttfamily\char92}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"{\ttfamily\char94}",
+    "_": r"{\ttfamily\char95}",
+    "%": r"\%",
+    "~": r"{\ttfamily\char126}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "\n": " ",
+    "\r": " ",
+    "\t": " ",
+}
+_SYMBOLS = {
+    "μ": r"\mu",
+    "µ": r"\mu",
+    "α": r"\alpha",
+    "β": r"\beta",
+    "γ": r"\gamma",
+    "δ": r"\delta",
+    "ε": r"\varepsilon",
+    "σ": r"\sigma",
+    "λ": r"\lambda",
+    "θ": r"\theta",
+    "π": r"\pi",
+    "×": r"\times",
+    "·": r"\cdot",
+    "±": r"\pm",
+    "°": r"^\circ",
+    "²": r"^2",
+    "³": r"^3",
+    "→": r"\to",
+}
 _ACCENTS = {"\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0308": '"', "\u0327": "c"}
 
 
@@ -64,7 +98,7 @@ def escape(text) -> str:
             if base.isascii() and base.isalpha() and len(marks) == 1 and marks[0] in _ACCENTS:
                 out.append(f"\\{_ACCENTS[marks[0]]}{{{base}}}")
             else:
-                out.append("?")     # no glyph in the fonts every TeX Live has
+                out.append("?")  # no glyph in the fonts every TeX Live has
     return "".join(out)
 
 
@@ -86,10 +120,20 @@ def _finalize(value):
 
 
 ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined, finalize=_finalize,
-    block_start_string="<%", block_end_string="%>", variable_start_string="<<", variable_end_string=">>",
-    comment_start_string="<#", comment_end_string="#>", trim_blocks=True, lstrip_blocks=True,
-    keep_trailing_newline=True, autoescape=False)
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    finalize=_finalize,
+    block_start_string="<%",
+    block_end_string="%>",
+    variable_start_string="<<",
+    variable_end_string=">>",
+    comment_start_string="<#",
+    comment_end_string="#>",
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
 
 ENV.filters["comment"] = lambda v: Raw(" ".join(str(v).splitlines()))
 
@@ -103,8 +147,16 @@ def _times(shape) -> Raw:
     return Raw(r"$\times$".join(str(v) for v in shape))
 
 
-def render_tex(lay: Layout, *, legend: bool = True, title: str | None = None, scale: float = 1.0,
-               source: str = "", stem: str = "diagram", template: str = "diagram.tex.j2") -> str:
+def render_tex(
+    lay: Layout,
+    *,
+    legend: bool = True,
+    title: str | None = None,
+    scale: float = 1.0,
+    source: str = "",
+    stem: str = "diagram",
+    template: str = "diagram.tex.j2",
+) -> str:
     items = []
     for it in lay.items:
         cx, cy = it.caption_at()
@@ -115,29 +167,65 @@ def render_tex(lay: Layout, *, legend: bool = True, title: str | None = None, sc
         else:
             caption = Raw(rf"{escape(it.label)}\,{{\color{{black!55}}$\cdot$\,{it.size}}}")
         symbol = Raw(r"$+$" if it.symbol == "plus" else r"$\Vert$")
-        items.append({**vars(it), "caption": caption, "caption_x": cx, "caption_y": cy - 0.05 / scale,
-                      "symbol": symbol, "spatial": _times(it.spatial) if it.spatial else None})
-    taps = [{"style": t.style, "source": t.source, "x0": t.start[0], "y0": t.start[1], "lane": t.lane,
-             "x1": t.drop_x, "y1": t.end_y, "label": Raw(rf"{_symbols(t.style)}\,{{\footnotesize({t.size})}}")}
-            for t in lay.taps]
+        items.append(
+            {
+                **vars(it),
+                "caption": caption,
+                "caption_x": cx,
+                "caption_y": cy - 0.05 / scale,
+                "symbol": symbol,
+                "spatial": _times(it.spatial) if it.spatial else None,
+            }
+        )
+    taps = [
+        {
+            "style": t.style,
+            "source": t.source,
+            "x0": t.start[0],
+            "y0": t.start[1],
+            "lane": t.lane,
+            "x1": t.drop_x,
+            "y1": t.end_y,
+            "label": Raw(rf"{_symbols(t.style)}\,{{\footnotesize({t.size})}}"),
+        }
+        for t in lay.taps
+    ]
     arrows = [("nsarrow", p) for p in lay.arrows] + [("nsskip", p) for p in lay.skips]
     entries = []
     for style in lay.styles:
-        entries.append({"style": style, "text": STYLE_NAMES[style], "band": style == "convact",
-                        "arrow": False, "newline": False})
+        entries.append(
+            {"style": style, "text": STYLE_NAMES[style], "band": style == "convact", "arrow": False, "newline": False}
+        )
     if lay.taps and entries:
         entries[-1]["newline"] = True
     for style in lay.tap_styles:
         norm = norms.NORMS[style]
         stats = ", ".join(f"${s.tex}$" for s in norm.stats) + " (" + ", ".join(s.what for s in norm.stats) + ")"
-        entries.append({"style": style, "band": False, "arrow": True, "newline": False,
-                        "text": Raw(rf"{norm.display} statistics {stats} to the classifier")})
+        entries.append(
+            {
+                "style": style,
+                "band": False,
+                "arrow": True,
+                "newline": False,
+                "text": Raw(rf"{norm.display} statistics {stats} to the classifier"),
+            }
+        )
     if lay.reuse_size:
         entries[-1]["text"] = Raw(entries[-1]["text"] + rf"\quad classifier input: {lay.reuse_size}")
     return ENV.get_template(template).render(
-        name=lay.name, source=source, stem=stem, items=items, arrows=arrows, taps=taps,
-        legend=entries if legend else None, title=title, scale=scale, zx=ZX * scale, zy=ZY * scale,
-        norm_colours=[(n.short, ",".join(map(str, n.style.rgb))) for n in norms.NORMS.values()])
+        name=lay.name,
+        source=source,
+        stem=stem,
+        items=items,
+        arrows=arrows,
+        taps=taps,
+        legend=entries if legend else None,
+        title=title,
+        scale=scale,
+        zx=ZX * scale,
+        zy=ZY * scale,
+        norm_colours=[(n.short, ",".join(map(str, n.style.rgb))) for n in norms.NORMS.values()],
+    )
 
 
 def log_errors(log: str, limit: int = 20) -> str:
@@ -147,7 +235,7 @@ def log_errors(log: str, limit: int = 20) -> str:
     for i, line in enumerate(lines):
         if line.startswith("!"):
             picked.append(line)
-            for follow in lines[i + 1:i + 6]:
+            for follow in lines[i + 1 : i + 6]:
                 if follow.strip():
                     picked.append(follow)
                 if follow.startswith("l."):
@@ -167,15 +255,18 @@ def compile_pdf(tex: str, timeout: float = 120) -> bytes:
         try:
             proc = subprocess.run(
                 [exe, "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "diagram.tex"],
-                cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                env={**os.environ, "openout_any": "p"})
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env={**os.environ, "openout_any": "p"},
+            )
         except subprocess.TimeoutExpired:
             raise NormscopeError(f"pdflatex did not finish within {timeout:g} s") from None
         pdf = Path(tmp, "diagram.pdf")
         if proc.returncode != 0 or not pdf.exists():
             log_file = Path(tmp, "diagram.log")
-            log = (log_file.read_text(errors="replace") if log_file.exists()
-                   else proc.stdout.decode(errors="replace"))
+            log = log_file.read_text(errors="replace") if log_file.exists() else proc.stdout.decode(errors="replace")
             raise NormscopeError(f"pdflatex failed (exit status {proc.returncode}):\n{log_errors(log)}")
         return pdf.read_bytes()
 
@@ -187,8 +278,13 @@ def pdf_to_png(pdf: bytes, dpi: int = 150, timeout: float = 60) -> bytes:
     with tempfile.TemporaryDirectory(prefix="normscope-png-") as tmp:
         Path(tmp, "diagram.pdf").write_bytes(pdf)
         try:
-            proc = subprocess.run([exe, "-png", "-r", str(dpi), "-singlefile", "diagram.pdf", "diagram"],
-                                  cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+            proc = subprocess.run(
+                [exe, "-png", "-r", str(dpi), "-singlefile", "diagram.pdf", "diagram"],
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise NormscopeError(f"pdftoppm did not finish within {timeout:g} s") from None
         png = Path(tmp, "diagram.png")
