@@ -12,7 +12,7 @@ mkdir -p "$out"
 echo; echo "== 1. summary: the thesis' VGG16 with InstanceNorm and reuse"
 $ns summary examples/vgg16_in_v2.yml
 
-echo; echo "== 2. the seven variants of PerceptNet"
+echo; echo "== 2. the normalization variants of PerceptNet"
 $ns variants examples/perceptnet.yml
 
 echo; echo "== 3. draw it (LaTeX/TikZ -> PDF and PNG)"

@@ -42,7 +42,7 @@ def variants(
     classes: Optional[int] = ClassesOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """The seven normalization variants of a description, with their sizes."""
+    """Every normalization variant of a description (the study's default seven and the rest), with their sizes."""
     rows = []
     for key in norms.ALL_VARIANTS:
         norm, reuse = norms.parse_variant(key)
