@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from normscope import SpecError, build_graph, build_model, load_spec, summarize
+from normscope import SpecError, build_graph, build_model, load_spec, norms, summarize
 from normscope.cli import app
 from normscope.report.reference import markdown
 from normscope.spec import DRAW_ARGS, TRAIN_ARGS, check_value, validate_mapping
@@ -269,7 +269,8 @@ def test_summary_and_variants_json():
     assert sum(data["classifier_inputs"].values()) == 992
     assert [layer["name"] for layer in data["layers"]][-2:] == ["reuse", "classifier"]
     rows = json.loads(CliRunner().invoke(app, ["variants", "examples/perceptnet.yml", "--json"]).output)
-    assert [(r["variant"], r["classifier_input"]) for r in rows] == [
+    assert [r["variant"] for r in rows] == list(norms.ALL_VARIANTS)  # every variant of the table, in order
+    assert [(r["variant"], r["classifier_input"]) for r in rows][:7] == [
         ("none", 128),
         ("bn", 128),
         ("bn_v2", 408),
