@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from normscope.keys import Arg, odd_positive, unit_rate
+from normscope.keys import Arg, odd_positive, positive, unit_rate
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Statistic:
 MEAN = Statistic("mean", "channel means", r"\mu", "μ")
 VAR = Statistic("var", "channel variances", r"\sigma^2", "σ²")
 DENOMINATOR = Statistic("denominator", "mean denominator", "D", "D")
+GROUP_MEAN = Statistic("mean", "group means", r"\mu_g", "μg")
+GROUP_VAR = Statistic("var", "group variances", r"\sigma_g^2", "σg²")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,23 @@ class Norm:
 # --- option rules -----------------------------------------------------------------------
 
 
+def default_groups(channels: int) -> int:
+    """GroupNorm's default group count: the largest divisor of `channels` not above 32
+    (32 groups as in Wu & He 2018; 3 channels -> 3 groups, 6 -> 6, 128 -> 32)."""
+    return max(g for g in range(1, min(channels, 32) + 1) if channels % g == 0)
+
+
+def _groups(channels: int, options: dict) -> int:
+    return options.get("groups") or default_groups(channels)
+
+
+def _gn_shape_problem(shape: tuple, options: dict) -> str | None:
+    groups = options.get("groups")
+    if groups and shape[0] % groups:
+        return f"groupnorm groups={groups} must divide the {shape[0]} input channels"
+    return None
+
+
 def _gdn_kernel(options: dict) -> int:
     return options.get("kernel") or GDN_DEFAULT_KERNEL
 
@@ -107,12 +126,19 @@ GDN_DEFAULT_KERNEL = 3
 OPTIONS: dict[str, Arg] = {
     "kernel": Arg((int,), None, check=odd_positive, help="GDN kernel size (gdn only)"),
     "trainable_exponents": Arg((bool,), None, help="GDN: train alpha and epsilon (gdn only)"),
-    "eps": Arg((float,), None, help="bn/in: epsilon added to the variance (default 1e-3, Keras)"),
+    "eps": Arg((float,), None, help="bn/in/gn: epsilon added to the variance (default 1e-3, Keras)"),
     "momentum": Arg(
         (float,),
         None,
         check=unit_rate,
         help="bn: running-average momentum, Keras convention (default 0.99: running = 0.99·running + 0.01·batch)",
+    ),
+    "groups": Arg(
+        (int,),
+        None,
+        check=positive,
+        help="gn: number of groups; must divide the channels (default: the largest "
+        "divisor of the channel count up to 32)",
     ),
 }
 
@@ -163,8 +189,23 @@ NORMS: dict[str, Norm] = {
             shape_problem=_gdn_shape_problem,
             doc="the denominator averaged over H, W, one value per channel",
         ),
+        Norm(
+            "gn",
+            "groupnorm",
+            "GroupNorm",
+            "groupnorm:GroupNorm",
+            (GROUP_MEAN, GROUP_VAR),
+            defaults={"eps": 1e-3, "groups": None},
+            params=lambda c, o: (2 * c, 0),
+            style=Style((230, 159, 0)),
+            per_image=True,
+            stat_size=_groups,
+            shape_problem=_gn_shape_problem,
+            doc="each image's per-group means and variances over channels of the group, H, W",
+        ),
     )
 }
+
 
 BY_KIND: dict[str, Norm] = {n.long: n for n in NORMS.values()}
 NORM_CHOICES: tuple[str, ...] = ("none", *NORMS)
