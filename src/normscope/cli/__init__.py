@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from normscope.cli import analysis, draw, static, study, train
+from normscope.cli import analysis, compare, draw, static, study, train
 
 app = typer.Typer(
     add_completion=False,
@@ -16,7 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.",
 )
-for _module in (static, draw, train, analysis, study):
+for _module in (static, draw, train, analysis, study, compare):
     _module.register(app)
 
 
