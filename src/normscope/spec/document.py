@@ -75,10 +75,24 @@ def _read_one(path: Path) -> LDict:
         )
     tag_file(doc, path)
     doc.key_files = {k: path for k in doc}
+    if not any(key in TOP_KEYS for key in doc):
+        # not a description at all: name none of its content (it may be any file)
+        raise SpecError(
+            "not a model description: none of its top-level keys is one of " + ", ".join(TOP_KEYS), file=path
+        )
     for key in doc:
         if key not in TOP_KEYS:
-            raise SpecError(f"unknown top-level key '{key}'{suggest(key, TOP_KEYS)}", file=path, line=doc.line_of(key))
+            raise SpecError(
+                f"unknown top-level key {_quoted(key)}{suggest(key, TOP_KEYS)}", file=path, line=doc.line_of(key)
+            )
     return doc
+
+
+def _quoted(key, limit: int = 40) -> str:
+    """A key for a message: quoted, printable, at most `limit` characters."""
+    text = str(key)
+    text = "".join(c if c.isprintable() else "?" for c in text[:limit]) + ("..." if len(text) > limit else "")
+    return f"'{text}'"
 
 
 def _parent_of(doc: LDict, path: Path, seen: tuple) -> Path:
@@ -86,7 +100,10 @@ def _parent_of(doc: LDict, path: Path, seen: tuple) -> Path:
     parent_ref = doc["extends"]
     if not isinstance(parent_ref, str):
         raise SpecError("`extends` must be a file path", file=path, line=doc.line_of("extends"))
-    parent = (path.parent / parent_ref).resolve()
+    try:
+        parent = (path.parent / parent_ref).resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError for a symlink loop
+        raise SpecError(f"`extends` {parent_ref}: symbolic link loop", file=path, line=doc.line_of("extends")) from None
     if parent in seen or parent == path.resolve():
         raise SpecError(f"`extends` cycle through {parent_ref}", file=path, line=doc.line_of("extends"))
     if not parent.exists():

@@ -22,6 +22,8 @@ from normscope.spec.yamlio import LDict, file_of, line_of, plain
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _BRANCHING = ("concat", "add")  # kinds that take `branches:`
+MAX_LAYERS = 10_000  # what repeat and blocks may expand to: bounded work for any description
+MAX_NESTING = 32  # blocks in blocks, repeats in repeats
 
 
 class Scope:
@@ -53,6 +55,8 @@ class Expander:
         self.layers: list[LayerSpec] = []
         self.taken: set[str] = {"input"}
         self.counters: dict[str, int] = {}
+        self.open_blocks: list[str] = []  # the blocks being expanded, outermost first
+        self.nesting = 0
 
     def auto_name(self, prefix: str) -> str:
         """Auto names count per kind over the whole model (conv1, conv2, bn1, ...)."""
@@ -71,8 +75,16 @@ class Expander:
                 line=getattr(items, "line", None),
             )
         file = file_of(items, file)
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise SpecError(
+                f"layers nest deeper than {MAX_NESTING} levels (repeat, blocks, branches)",
+                file=file,
+                line=getattr(items, "line", None),
+            )
         for i, item in enumerate(items):
             prev = self.item(item, scope, prev, file, line_of(items, i))
+        self.nesting -= 1
         return prev
 
     def item(self, item, scope: Scope, prev: str, file, line) -> str:
@@ -95,6 +107,12 @@ class Expander:
 
     def repeat(self, args, scope: Scope, prev: str, file, line) -> str:
         times = _repeat_times(args, file, line)
+        if times > MAX_LAYERS:
+            raise SpecError(
+                f"repeat `times: {times}` would expand to more than {MAX_LAYERS:,} layers",
+                file=file,
+                line=line_of(args, "times") or line,
+            )
         for r in range(times):
             child = Scope(scope.prefix, scope.input_name, scope, suffix=f"_{r + 1}" if times > 1 else "")
             prev = self.expand(args["layers"], child, prev, file)
@@ -102,6 +120,9 @@ class Expander:
 
     def block(self, kind, args, scope: Scope, prev: str, file, line) -> str:
         definition = self.blocks[kind]
+        if kind in self.open_blocks:
+            chain = " -> ".join(self.open_blocks[self.open_blocks.index(kind) :] + [kind])
+            raise SpecError(f"block '{kind}' uses itself ({chain})", file=file, line=line)
         if args is None:
             args = LDict()
         if not isinstance(args, dict):
@@ -115,7 +136,9 @@ class Expander:
             raise SpecError(f"block '{kind}' takes one input", file=file, line=line)
         child = Scope(name + "_", start[0], scope)
         body = substitute(definition["layers"], env, file_of(definition, file))
+        self.open_blocks.append(kind)
         out = self.expand(body, child, start[0], file_of(definition, file))
+        self.open_blocks.pop()
         scope.names[local] = out
         return out
 
@@ -209,6 +232,8 @@ class Expander:
         _check_input_count(kind, inputs, where)
         values = self.values(kind, args, slot, where)
         aux, caption = _aux(kind, args, where), _caption(args, where)
+        if len(self.layers) >= MAX_LAYERS:
+            raise SpecError(f"the description expands to more than {MAX_LAYERS:,} layers (repeat, blocks)", **where)
         self.layers.append(
             LayerSpec(
                 name=name,

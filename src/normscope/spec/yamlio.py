@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import yaml
@@ -35,8 +36,32 @@ class LList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
+MAX_BYTES = 4 * 1024 * 1024  # a description is a few KB; refuse to read more than this
+MAX_DEPTH = 64  # nesting of mappings and lists
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader without aliases (a 1 KB alias bomb expands to billions of nodes) and
+    with a bounded nesting depth (Python's stack is not the limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecError(
+                "YAML aliases (*name) are not allowed in model descriptions; use `vars:` or `blocks:`",
+                line=event.start_mark.line + 1,
+            )
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise SpecError(
+                    f"the description nests deeper than {MAX_DEPTH} levels", line=self.peek_event().start_mark.line + 1
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LDict:
@@ -63,14 +88,37 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load_yaml(path: Path):
-    """Parse a YAML file into LDict/LList; syntax errors become SpecError with the line."""
+def read_text(path: Path) -> str:
+    """A description's text: a regular file of at most MAX_BYTES of UTF-8. Errors never
+    quote the file's content (it may not be a description at all)."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError("not a regular file (a model description is a YAML file)", file=path)
+        if info.st_size > MAX_BYTES:
+            raise SpecError(
+                f"the file is {info.st_size:,} bytes; a model description is at most {MAX_BYTES:,}", file=path
+            )
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError("file not found", file=path) from None
+    except RuntimeError:  # Python < 3.13 raises it for a symlink loop
+        raise SpecError("cannot read file: symbolic link loop", file=path) from None
     except OSError as exc:
-        raise SpecError(f"cannot read file: {exc.strerror}", file=path) from None
+        raise SpecError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    if len(data) > MAX_BYTES:
+        raise SpecError(f"the file is larger than {MAX_BYTES:,} bytes; a model description is smaller", file=path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text (byte {exc.start}); save the description as UTF-8", file=path) from None
+
+
+def load_yaml(path: Path):
+    """Parse a YAML file into LDict/LList; syntax errors become SpecError with the line."""
+    text = read_text(path)
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except SpecError as exc:

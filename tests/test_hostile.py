@@ -1,0 +1,105 @@
+"""Hostile and careless input: every case ends with one line naming what is wrong and
+where, exit status 2, no traceback, and nothing quoted from a file that is not a model
+description. Each row runs the real command line in a subprocess (bounded by a timeout,
+so a hang fails the test instead of the suite)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EX = Path(__file__).resolve().parents[1] / "examples"
+HEAD = "name: m\ninput: [3, 8, 8]\nclasses: 2\n"
+TAIL = "  - flatten\n  - dense\n"
+
+
+def _alias_bomb() -> str:
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    return "\n".join(lines) + "\nname: bomb\n"
+
+
+# name -> (files to write {name: str or bytes}, description argument, expected words)
+DESCRIPTIONS = {
+    "alias-bomb": ({"d.yml": _alias_bomb()}, "d.yml", ["d.yml:2", "aliases", "not allowed"]),
+    "huge-repeat": (
+        {"d.yml": HEAD + "layers:\n  - repeat: {times: 100000000, layers: [dropout: 0.1]}\n" + TAIL},
+        "d.yml",
+        ["d.yml:5", "times: 100000000", "10,000 layers"],
+    ),
+    "nested-repeats": (
+        {
+            "d.yml": HEAD
+            + "layers:\n  - repeat: {times: 200, layers: [{repeat: {times: 200, layers: [dropout: 0.1]}}]}\n"
+            + TAIL
+        },
+        "d.yml",
+        ["d.yml:5", "more than 10,000 layers"],
+    ),
+    "block-uses-itself": (
+        {"d.yml": HEAD + "blocks:\n  a: {layers: [a]}\nlayers:\n  - a\n" + TAIL},
+        "d.yml",
+        ["block 'a' uses itself (a -> a)"],
+    ),
+    "blocks-use-each-other": (
+        {"d.yml": HEAD + "blocks:\n  a: {layers: [b]}\n  b: {layers: [a]}\nlayers:\n  - a\n" + TAIL},
+        "d.yml",
+        ["block 'a' uses itself (a -> b -> a)"],
+    ),
+    "deep-nesting": (
+        {"d.yml": "name: m\nvars: {x: " + "[" * 3000 + "]" * 3000 + "}\n"},
+        "d.yml",
+        ["d.yml:2", "nests deeper than 64 levels"],
+    ),
+    "latin-1": ({"d.yml": "name: caf\xe9\nlayers: []\n".encode("latin-1")}, "d.yml", ["d.yml", "not UTF-8"]),
+    "utf-16": ({"d.yml": HEAD.encode("utf-16")}, "d.yml", ["d.yml", "not UTF-8"]),
+    "extends-symlink-loop": (
+        {"d.yml": "extends: loop1.yml\n", "@loop1.yml": "loop2.yml", "@loop2.yml": "loop1.yml"},
+        "d.yml",
+        ["d.yml:1", "symbolic link loop"],
+    ),
+    "extends-device": ({"d.yml": "extends: /dev/zero\n"}, "d.yml", ["/dev/zero", "not a regular file"]),
+    "extends-foreign-file": (
+        {
+            "secret": "root:$y$j9T$SALTSALT$SECRETHASH:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n",
+            "d.yml": "extends: secret\n",
+        },
+        "d.yml",
+        ["secret", "not a model description"],
+    ),
+    "directory": ({"sub/x": "x"}, "sub", ["sub", "not a regular file"]),
+    "missing": ({}, "nope.yml", ["nope.yml", "file not found"]),
+}
+
+
+def _write(tmp_path: Path, files: dict) -> None:
+    for name, content in files.items():
+        if name.startswith("@"):
+            os.symlink(content, tmp_path / name[1:])
+            continue
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+
+
+def run_cli(args, cwd, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "normscope", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("case", list(DESCRIPTIONS))
+@pytest.mark.parametrize("command", ["check", "summary"])
+def test_hostile_descriptions(case, command, tmp_path):
+    files, target, words = DESCRIPTIONS[case]
+    _write(tmp_path, files)
+    out = run_cli([command, target], tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr + out.stdout
+    message = " ".join(out.stderr.split())
+    assert message.startswith("error:"), message
+    for word in words:
+        assert word in message, (word, message)
+    assert "SECRETHASH" not in out.stderr + out.stdout
