@@ -75,8 +75,8 @@ def _read_one(path: Path) -> LDict:
         )
     tag_file(doc, path)
     doc.key_files = {k: path for k in doc}
-    if not any(key in TOP_KEYS for key in doc):
-        # not a description at all: name none of its content (it may be any file)
+    if not any(key in TOP_KEYS or suggest(key, TOP_KEYS) for key in doc):
+        # no key is, or is close to, one of a description: name none of its content (it may be any file)
         raise SpecError(
             "not a model description: none of its top-level keys is one of " + ", ".join(TOP_KEYS), file=path
         )
