@@ -3,9 +3,11 @@ or a kill never leaves a half-written file where a good one was."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -56,3 +58,14 @@ def jsonable(obj):
 
 def write_json(path, obj: Any) -> Path:
     return atomic_write(path, json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+def safe_component(text: str, sep: str = "_", limit: int = 80) -> str:
+    """`text` as one safe, bounded file-name component: letters, digits, '_', '.', '-'
+    only (anything else becomes `sep`), no leading dot, at most `limit` characters; a
+    shortened name keeps a hash of the whole so that different names stay different."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", sep, str(text)).strip(sep + ".") or "model"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(str(text).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return name[: limit - 11].rstrip(sep + ".") + "-" + digest

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from normscope import norms
 from normscope.errors import NormscopeError
@@ -17,23 +19,41 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def fail(message: str, code: int = 2):
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr, then exit: 2 for bad input, 1 for an environment failure."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def debugging() -> bool:
+    """NORMSCOPE_DEBUG=1 lets errors through with their traceback (for bug reports)."""
+    return os.environ.get("NORMSCOPE_DEBUG", "") not in ("", "0")
+
+
 def user_errors(fn):
-    """Turn NormscopeError into a clean message and exit status 2."""
+    """Errors end as one line and an exit status, never a traceback: bad input (a
+    NormscopeError) 2, an environment failure (a full disk, a permission) 1, Ctrl-C 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except NormscopeError as exc:
-            fail(str(exc))
+            _fail_or_raise(str(exc), 2)
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            _fail_or_raise("interrupted", 130)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail_or_raise(f"{exc.strerror or exc}{where}", 1)
+        except MemoryError:
+            _fail_or_raise("out of memory", 1)
 
     return wrapper
+
+
+def _fail_or_raise(message: str, code: int):
+    if debugging():
+        raise
+    fail(message, code)
 
 
 def parse_shape(text: str | None) -> tuple | None:

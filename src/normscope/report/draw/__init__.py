@@ -6,13 +6,12 @@ draw("examples/vgg16.yml", "out", norm="in", reuse=True)   # {"tex": Path, "pdf"
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
 from normscope.errors import NormscopeError
-from normscope.fileio import atomic_write
+from normscope.fileio import atomic_write, safe_component
 from normscope.model.graph import build_graph
 from normscope.report.draw.boxes import Layout
 from normscope.report.draw.graphviz import render_svg, to_dot
@@ -83,7 +82,7 @@ def draw(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NormscopeError(f"cannot create the output directory {out}: {exc.strerror}") from None
-    stem = stem or re.sub(r"[^A-Za-z0-9_.-]+", "_", g.graph["name"]).strip(".") or "model"
+    stem = stem or safe_component(g.graph["name"])
     written: dict[str, Path] = {}
 
     if {"tex", "pdf", "png"} & set(wanted):

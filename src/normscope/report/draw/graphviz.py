@@ -52,9 +52,17 @@ def _fmt(shape) -> str:
     return "×".join(str(v) for v in shape)
 
 
+def _comment(text: str) -> str:
+    """One printable comment line (DOT comments end at a newline)."""
+    return "".join(c if c.isprintable() else " " for c in str(text))[:200]
+
+
 def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None) -> graphviz.Digraph:
+    # the model's name is data, not DOT: the graph's ID is fixed and the name goes in a
+    # comment line, quoted by the graphviz library like every label (never string formatting)
     dot = graphviz.Digraph(
-        name=g.graph["name"],
+        name="model",
+        comment=_comment(g.graph["name"]),
         graph_attr={
             "rankdir": "LR",
             "fontname": "Helvetica",
