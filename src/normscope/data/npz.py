@@ -18,6 +18,9 @@ _NPZ_HELP = (
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+MAX_CLASSES = 100_000  # far above ImageNet-21k's; a larger label is not a class number
+
+
 def load_npz(path: str | Path) -> Dataset:
     """Load a user data set from an ``.npz`` file (see ``_NPZ_HELP``)."""
     path = Path(path).expanduser()
@@ -123,6 +126,12 @@ def _checked_labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
 def _class_names(arrays: dict[str, np.ndarray], names_arr: np.ndarray | None, path: Path) -> list[str]:
     """The stored class names, checked against the labels, or "0".."K-1"."""
     max_label = max((int(arrays[k].max()) for k in ("y_train", "y_test") if len(arrays[k])), default=-1)
+    if max_label >= MAX_CLASSES:  # checked before anything the size of the class count is made
+        key = "y_train" if len(arrays["y_train"]) and arrays["y_train"].max() == max_label else "y_test"
+        raise DataError(
+            f"{path}: {key!r} has label {max_label:,}; labels are class numbers 0..K-1 with K at most "
+            f"{MAX_CLASSES:,}. {_NPZ_HELP}"
+        )
     if names_arr is not None:
         if names_arr.ndim != 1 or names_arr.dtype.kind not in "US":
             raise DataError(
