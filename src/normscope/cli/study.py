@@ -1,4 +1,8 @@
-"""CLI command for whole studies: `study` (the comparison is `compare`, in compare.py)."""
+"""CLI command for whole studies: `study` (the comparison is `compare`, in compare.py).
+
+Engines: `--engine local` (default; `--parallel N` processes) and `--engine ray` (`--address`,
+`--cpus-per-run`, `--gpus-per-run`, `--retries`, `--shared-fs/--no-shared-fs`); docs/scaling.md.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import console, user_errors
+from normscope.cli.common import console, fail, user_errors
+from normscope.cli.static import print_description_diagnostics
 
 VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated list of: " + ", ".join(
     norms.ALL_VARIANTS
@@ -27,7 +33,23 @@ def study(
     lr: Optional[float] = typer.Option(None, "--lr"),
     subset: Optional[int] = typer.Option(None, "--subset", help="train on N (stratified) training images"),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="evaluate on N test images"),
-    parallel: int = typer.Option(1, "--parallel", help="runs trained at the same time"),
+    parallel: int = typer.Option(1, "--parallel", help="local engine: runs trained at the same time"),
+    engine: str = typer.Option("local", "--engine", help="local (this machine's processes) or ray (a Ray cluster)"),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="ray: the cluster (auto, HOST:PORT, ray://HOST:PORT); default: a Ray embedded here"
+    ),
+    cpus_per_run: Optional[float] = typer.Option(
+        None, "--cpus-per-run", help="CPUs (torch threads) per run; ray default 1, local: the cores / --parallel"
+    ),
+    gpus_per_run: Optional[str] = typer.Option(
+        None, "--gpus-per-run", help="ray: GPU share per run (0.25 or 1/4 packs 4 runs on a GPU); default 1 on a GPU"
+    ),
+    retries: Optional[int] = typer.Option(None, "--retries", help="ray: attempts after a crashed one (default 2)"),
+    shared_fs: Optional[bool] = typer.Option(
+        None,
+        "--shared-fs/--no-shared-fs",
+        help="ray: whether workers see --out (default: each run checks; without it runs are sent back)",
+    ),
     out: Path = typer.Option(Path("studies"), "--out", help="parent directory of the study directory"),
     gpu: bool = typer.Option(False, "--gpu", help="train on the CUDA GPU"),
     device: str = typer.Option("auto", "--device"),
@@ -39,6 +61,8 @@ def study(
 
     if gpu:
         device = "cuda"
+    ray = _ray_options(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs)
+    print_description_diagnostics(file, variants=variants)
     study_dir = run_study(
         file,
         variants=variants,
@@ -55,10 +79,67 @@ def study(
         device=device,
         attribute=attribute,
         attribute_samples=samples,
-        log=console.print,
+        engine=engine,
+        threads=None if cpus_per_run is None else max(1, int(cpus_per_run)),
+        ray=ray,
+        log=lambda line: console.print(line, soft_wrap=True, highlight=False),  # a line per event, never wrapped
+        console=console,
     )
+    lost = _print_runs(study_dir)
     typer.echo((study_dir / "table.md").read_text())
     typer.echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
+    if lost:
+        fail(f"{lost} run(s) did not finish (see the table above); run the same command again to continue them", 1)
+
+
+def _ray_options(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs):
+    """RayOptions for `--engine ray`; Ray's options with the local engine (and --parallel with Ray) are refused."""
+    from normscope.study import RayOptions, StudyError, parse_gpus  # torch: only this command imports it
+
+    ray_only = {"--address": address, "--gpus-per-run": gpus_per_run, "--retries": retries, "--shared-fs": shared_fs}
+    if engine != "ray":
+        given = [k for k, v in ray_only.items() if v is not None]
+        if given:
+            raise StudyError(f"{', '.join(given)}: only with --engine ray")
+        return None
+    if parallel != 1:
+        raise StudyError(
+            "--parallel is for --engine local; Ray runs as many at once as --cpus-per-run/--gpus-per-run fit"
+        )
+    return RayOptions(
+        address=address,
+        cpus_per_run=1.0 if cpus_per_run is None else cpus_per_run,
+        gpus_per_run=parse_gpus(gpus_per_run),
+        retries=2 if retries is None else retries,
+        shared_fs=shared_fs,
+    )
+
+
+def _print_runs(study_dir: Path) -> int:
+    """The runs this call ran (result, where, attempts, time, message); returns how many ended
+    without a result (crashed or lost, not diverged: a diverged run has its results.json)."""
+    from normscope.study import STUDY  # torch: only this command imports it
+    from normscope.train import runs  # torch, as above
+
+    entries = [e for e in runs.read_json(study_dir / STUDY)["runs"] if "result" in e]
+    if not entries:
+        return 0
+    table = Table(title="runs of this call", title_justify="left")
+    for col in ("run", "result", "where", "attempts", "seconds", "message"):
+        table.add_column(col)
+    for e in entries:
+        style = "green" if e["result"] == "completed" else "bold red"
+        seconds = "" if e.get("seconds") is None else f"{e['seconds']:.0f}"
+        table.add_row(
+            Path(e["run_dir"]).name,
+            f"[{style}]{e['result']}[/]",
+            e.get("where", ""),
+            str(e.get("attempts", "")),
+            seconds,
+            e.get("message", ""),
+        )
+    console.print(table)
+    return sum(1 for e in entries if e["result"] == "failed" and e["state"] != "failed")
 
 
 def register(app: typer.Typer) -> None:

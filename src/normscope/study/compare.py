@@ -1,12 +1,18 @@
-"""Comparing runs: collect the finished runs, aggregate over seeds, pair plain with reuse."""
+"""Comparing runs: collect the finished runs, aggregate over seeds (pandas), check where they came from.
+
+The paired statistics are in `normscope.study.stats`, the written tables in
+`normscope.study.tables`.
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+
+import pandas as pd
 
 from normscope import norms
 from normscope.analysis import ATTRIBUTION_JSON
+from normscope.spec.provenance import tool_provenance
 from normscope.study.plan import RUNS, STUDY, StudyError
 from normscope.train import runs
 
@@ -35,6 +41,20 @@ def _run_dirs(paths) -> list[Path]:
     return found
 
 
+def _attribution(d: Path) -> dict:
+    """What the comparison reads from a run's attribution.json (None where there is none)."""
+    path = d / ATTRIBUTION_JSON
+    if not path.is_file():
+        return {"stats_share": None, "stats_permutation_drop": None, "layer_ig_shares": None}
+    att = runs.read_json(path)
+    totals = {t.get("name"): t for t in att.get("totals", [])}
+    return {
+        "stats_share": att.get("stats_share"),
+        "stats_permutation_drop": totals.get("statistics", {}).get("permutation_accuracy_drop"),
+        "layer_ig_shares": [{"name": r["name"], "ig_share": r.get("ig_share")} for r in att.get("layers", [])],
+    }
+
+
 def _row(d: Path, res: dict) -> dict:
     if res.get("variant") not in norms.ALL_VARIANTS:
         raise StudyError(f"{d}: unknown variant {res.get('variant')!r} (known: {', '.join(norms.ALL_VARIANTS)})")
@@ -47,15 +67,21 @@ def _row(d: Path, res: dict) -> dict:
         "data": res.get("data"),
         "params": res.get("params", {}).get("total"),
         "best_epoch": res.get("best_epoch"),
+        "description_sha256": (res.get("provenance") or {}).get("description_sha256"),
     }
     row.update({m: res["test"].get(m) for m in METRICS})
-    attribution = d / ATTRIBUTION_JSON
-    row["stats_share"] = runs.read_json(attribution).get("stats_share") if attribution.is_file() else None
+    row.update(_attribution(d))
     return row
 
 
+def _variant_rank(variant: str) -> int:
+    return norms.ALL_VARIANTS.index(variant)
+
+
 def collect(paths) -> list[dict]:
-    """One row per completed run: family, variant, seed, the test metrics, params, stats share."""
+    """One row per completed run: family, variant, seed, the test metrics, params, the
+    description hash and the attribution's reliance on the statistics; families in the
+    order first met, variants in the norms table's order, then by seed."""
     rows = []
     for d in _run_dirs(paths):
         res = runs.read_json(d / runs.RESULTS)
@@ -63,70 +89,65 @@ def collect(paths) -> list[dict]:
             rows.append(_row(d, res))
     if not rows:
         raise StudyError("none of the runs has finished (status completed)")
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    rows.sort(key=lambda r: (families.index(r["family"]), _variant_rank(r["variant"]), r["seed"]))
+    for a, b in zip(rows, rows[1:]):
+        if (a["family"], a["variant"], a["seed"]) == (b["family"], b["variant"], b["seed"]):
+            name = norms.variant_name(a["family"], *norms.parse_variant(a["variant"]))
+            raise StudyError(f"two runs of {name} with seed {a['seed']}: {a['run']} and {b['run']}")
     return rows
 
 
-def _mean_std(values) -> tuple[float | None, float | None, int]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return None, None, 0
-    mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
-    return mean, std, len(vals)
+def _none(v):
+    return None if pd.isna(v) else float(v)
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and sample standard deviation over seeds, per (family, variant), in the order of
-    the variants in `normscope.norms`."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["family"], r["variant"]), []).append(r)
-    order = {v: i for i, v in enumerate(norms.ALL_VARIANTS)}
+    """Mean and sample standard deviation over seeds per (family, variant), in the order of
+    `collect`: {family, variant, n, seeds, <metric>, <metric>_std, ...}; a std of one value is None."""
+    df = pd.DataFrame(rows)
+    values = df[list(AVERAGED)].apply(pd.to_numeric, errors="coerce")
+    groups = values.groupby([df["family"], df["variant"]], sort=False)
+    mean, std = groups.mean(), groups.std(ddof=1)
+    seeds = df.groupby(["family", "variant"], sort=False)["seed"].apply(sorted)
     out = []
-    for (family, variant), members in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order)))
-    ):
-        entry = {"family": family, "variant": variant, "n": len(members), "seeds": sorted(m["seed"] for m in members)}
-        for key in AVERAGED:
-            mean, std, _ = _mean_std([m[key] for m in members])
-            entry[key], entry[key + "_std"] = mean, std
+    for key in mean.index:
+        entry = {"family": key[0], "variant": key[1], "n": len(seeds[key]), "seeds": list(seeds[key])}
+        for col in AVERAGED:
+            entry[col], entry[col + "_std"] = _none(mean.loc[key, col]), _none(std.loc[key, col])
         out.append(entry)
     return out
 
 
-def _norms_present(entries: list[dict]) -> list[str]:
-    """The normalizations of these entries' variants, in the order of the norms table."""
-    present = {norms.parse_variant(a["variant"])[0] for a in entries}
-    return [n for n in norms.NORMS if n in present]
+def description_warnings(rows: list[dict]) -> list[str]:
+    """A warning per (family, variant) whose runs were made from different expanded
+    descriptions, or only partly recorded which (runs made before normscope recorded it)."""
+    warnings = []
+    df = pd.DataFrame(rows)
+    for (family, variant), runs_ in df.groupby(["family", "variant"], sort=False):
+        hashes = runs_["description_sha256"]
+        known = hashes.dropna()
+        name = norms.variant_name(family, *norms.parse_variant(variant))
+        if known.nunique() > 1:
+            parts = [
+                f"{h[:12]} (seed{'s' if len(g) > 1 else ''} {', '.join(str(s) for s in g)})"
+                for h, g in runs_.dropna(subset=["description_sha256"]).groupby("description_sha256")["seed"]
+            ]
+            warnings.append(
+                f"the runs of {name} were made from {known.nunique()} different descriptions: " + "; ".join(parts)
+            )
+        elif len(known) and len(known) < len(hashes):
+            warnings.append(
+                f"{len(hashes) - len(known)} of the {len(hashes)} runs of {name} record no description hash"
+            )
+    return warnings
 
 
-def _pair(plain: dict, v2: dict, metric: str) -> dict:
-    diff = v2[metric] - plain[metric]
-    se = None
-    if plain[metric + "_std"] is not None and v2[metric + "_std"] is not None:
-        se = math.sqrt(plain[metric + "_std"] ** 2 / plain["n"] + v2[metric + "_std"] ** 2 / v2["n"])
-    return {
-        "metric": metric,
-        "plain": plain[metric],
-        "v2": v2[metric],
-        "difference": diff,
-        "se": se,
-        "beyond_spread": None if se is None else abs(diff) > 2 * se,
-        "n_plain": plain["n"],
-        "n_v2": v2["n"],
-    }
-
-
-def paired(agg: list[dict], metric: str = "auc") -> list[dict]:
-    """Plain versus v2 per normalization: difference of means and whether it exceeds the
-    seed-to-seed spread (|difference| > 2 standard errors of the difference)."""
-    by = {(a["family"], a["variant"]): a for a in agg}
-    out = []
-    for family in dict.fromkeys(a["family"] for a in agg):
-        for norm in _norms_present([a for a in agg if a["family"] == family]):
-            plain = by.get((family, norms.variant_key(norm, False)))
-            v2 = by.get((family, norms.variant_key(norm, True)))
-            if not plain or not v2 or plain[metric] is None or v2[metric] is None:
-                continue
-            out.append({"family": family, "norm": norm, **_pair(plain, v2, metric)})
-    return out
+def comparison_provenance(rows: list[dict]) -> dict:
+    """normscope's version and commit now, and the description hashes of each variant's runs."""
+    descriptions: dict[str, list] = {}
+    for r in rows:
+        key = norms.variant_name(r["family"], *norms.parse_variant(r["variant"]))
+        if r["description_sha256"] not in descriptions.setdefault(key, []):
+            descriptions[key].append(r["description_sha256"])
+    return {**tool_provenance(), "descriptions": descriptions}

@@ -1,25 +1,25 @@
-"""Running a study: train every (variant, seed) job, resuming what an earlier call left.
+"""Running a study: plan it, train every (variant, seed) job on an engine, write the comparison.
 
-`train_one` is the whole of one run (train or resume, then attribute a reuse run): it takes
-a job from `plan.make_jobs` and returns {run_dir, status[, message]}, so any engine that can
-call an importable function with a JSON-able argument can run it. `run_local` is the engine
-of this module: in this process, or in a pool of local worker processes.
+Engines, each calling the same per-run function (`worker.train_one`) on the same JSON-able
+jobs, so a run directory is the same whichever engine made it:
+
+- `local` (`run_local`): in this process, or in a pool of `parallel` spawned worker processes;
+- `ray` (`ray_engine.run_ray`): one Ray task per run, on a cluster or embedded here.
+
+A call resumes what an earlier one left (finished runs are kept, partial ones continue from
+last.pt), so re-running the same command after a crash, a kill or a lost node continues the
+study. study.json records, per run, the directory's state and what this call did with it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
+import queue as queue_module
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Callable
 
-import torch
-
-from normscope import norms
-from normscope.analysis import attribute_run
 from normscope.data import load_dataset
 from normscope.spec import load_spec
 from normscope.study.compare import collect
@@ -31,77 +31,87 @@ from normscope.study.plan import (
     is_finished,
     make_jobs,
     make_plan,
-    needs_attribution,
     parse_variants,
     plan_runs,
-    run_state,
     update_states,
 )
+from normscope.study.progress import Board
+from normscope.study.ray_engine import RayOptions, check_options, require_ray, run_ray
 from normscope.study.tables import write_comparison
-from normscope.train import TrainingFailed, runs, train
+from normscope.study.transfer import clean_incoming
+from normscope.study.worker import here, run_reporting, train_one
+from normscope.train import runs
+
+ENGINES = ("local", "ray")
+
+__all__ = ["ENGINES", "run_local", "run_study", "train_one"]
 
 
-def train_one(job: dict) -> dict:
-    """One (variant, seed): train or resume, then attribute a reuse run. Runs in a worker."""
-    if job.get("threads"):
-        torch.set_num_threads(job["threads"])
-    run_dir = Path(job["run_dir"])
-    state = run_state(run_dir)
-    try:
-        if state == "partial":
-            train(resume=run_dir, device=job["device"], data_dir=job["data_dir"], progress="none")
-        elif state in ("new", "failed"):
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # nothing to keep: no finished epoch, or diverged
-            norm, reuse = norms.parse_variant(job["variant"])
-            train(
-                job["description"],
-                data=job["data"],
-                data_dir=job["data_dir"],
-                out=run_dir.parent,
-                name=run_dir.name,
-                norm=norm,
-                reuse=reuse,
-                epochs=job["epochs"],
-                seed=job["seed"],
-                subset=job["subset"],
-                test_subset=job["test_subset"],
-                device=job["device"],
-                fit_data=True,
-                batch_size=job["batch_size"],
-                lr=job["lr"],
-                progress="none",
-            )
-    except TrainingFailed as exc:
-        return {"run_dir": str(run_dir), "status": "failed", "message": str(exc)}
-    if needs_attribution(job):
-        attribute_run(run_dir, samples=job["attribute_samples"], device=job["device"], quiet=True)
-    return {"run_dir": str(run_dir), "status": "completed"}
+def _failed(job: dict, exc: BaseException) -> dict:
+    return {"run_dir": job["run_dir"], "status": "failed", "message": f"{type(exc).__name__}: {exc}"}
 
 
-def run_local(todo: list[dict], parallel: int = 1, log: Callable[[str], object] = print) -> list[dict]:
+def _pool_task(job: dict, events) -> dict:
+    """A local worker process: the run, reporting to the driver through a managed queue."""
+    return run_reporting(job, events.put)
+
+
+def _drain_queue(events, board: Board) -> None:
+    while True:
+        try:
+            board.event(events.get_nowait())
+        except queue_module.Empty:
+            return
+
+
+def run_local(todo: list[dict], parallel: int = 1, board: Board | None = None) -> list[dict]:
     """Run the jobs here (parallel=1) or in `parallel` spawned worker processes; one result each,
-    in the order they finish."""
-    start = time.time()
+    in the order they finish. A run that raises ends `failed`; the others go on."""
+    board = board or Board([Path(j["run_dir"]).name for j in todo], None)
     results = []
 
-    def report(job: dict, result: dict) -> None:
+    def done(job: dict, result: dict) -> None:
         results.append(result)
-        log(
-            f"[{len(results)}/{len(todo)}] {Path(job['run_dir']).name}: {result['status']} "
-            f"({time.time() - start:.0f} s)"
-        )
+        board.finished(Path(job["run_dir"]).name, result)
 
     if parallel == 1:
         for job in todo:
-            report(job, train_one(job))
+            try:
+                result = run_reporting(job, board.event, here())
+            except Exception as exc:  # one broken run must not end the study
+                result = _failed(job, exc)
+            done(job, result)
         return results
     # spawn: forked workers would inherit this process' torch threads and CUDA state
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(train_one, job): job for job in todo}
-        for fut in as_completed(futures):
-            report(futures[fut], fut.result())
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
+        events = manager.Queue()
+        futures = {pool.submit(_pool_task, job, events): job for job in todo}
+        pending = set(futures)
+        while pending:
+            ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            _drain_queue(events, board)
+            for fut in ready:
+                exc = fut.exception()
+                done(futures[fut], _failed(futures[fut], exc) if exc else fut.result())
+            board.refresh()
     return results
+
+
+def _prepare(description, variants, seeds, data, data_dir, out, settings: dict):
+    """The description, the plan and the study directory; checks that fail before anything is written."""
+    spec = load_spec(description)
+    variants = parse_variants(variants if isinstance(variants, (str, type(None))) else ",".join(variants))
+    data = data or spec.train.get("data")
+    if not data:
+        raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
+    if seeds < 1:
+        raise StudyError("--seeds must be at least 1")
+    load_dataset(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
+    study_dir = (Path(out) / runs.safe_name(spec.family, data)).resolve()
+    plan = make_plan(description, spec.family, data, variants, seeds, settings)
+    check_protocol(study_dir, plan)
+    return spec, plan, study_dir
 
 
 def run_study(
@@ -121,56 +131,68 @@ def run_study(
     data_dir=None,
     attribute: bool = True,
     attribute_samples: int = 1000,
+    engine: str = "local",
+    threads: int | None = None,
+    ray: RayOptions | None = None,
     log=print,
+    console=None,
 ) -> Path:
     """Train every variant × seed (resuming what an earlier call left), attribute the reuse
     runs, and write the comparison. Returns the study directory.
 
-    `variants`: None or `all` (the thesis' variants), a comma-separated string, or a list."""
-    spec = load_spec(description)
-    variants = parse_variants(variants if isinstance(variants, (str, type(None))) else ",".join(variants))
-    data = data or spec.train.get("data")
-    if not data:
-        raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
-    if seeds < 1 or parallel < 1:
-        raise StudyError("--seeds and --parallel must be at least 1")
-    load_dataset(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
-    study_dir = Path(out) / runs.safe_name(spec.family, data)
-    plan = make_plan(
-        description,
-        spec.family,
-        data,
-        variants,
-        seeds,
-        {"epochs": epochs, "subset": subset, "test_subset": test_subset, "batch_size": batch_size, "lr": lr},
-    )
-    check_protocol(study_dir, plan)
+    `variants`: None or `all` (the thesis' variants), a comma-separated string, or a list.
+    `engine`: `local` (`parallel` processes, `threads` torch threads each) or `ray` (`ray`: its
+    options). `log` gets the progress lines; with a terminal `console` a live table instead."""
+    if engine not in ENGINES:
+        raise StudyError(f"--engine: unknown {engine!r} (choose from {', '.join(ENGINES)})")
+    if parallel < 1 or (threads is not None and threads < 1):
+        raise StudyError("--parallel and --cpus-per-run must be at least 1")
+    if engine == "ray":
+        require_ray()
+        check_options(ray or RayOptions())
+    settings = {"epochs": epochs, "subset": subset, "test_subset": test_subset, "batch_size": batch_size, "lr": lr}
+    spec, plan, study_dir = _prepare(description, variants, seeds, data, data_dir, out, settings)
     (study_dir / RUNS).mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    clean_incoming(study_dir / RUNS)
+    if threads is None and parallel > 1:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
     jobs = make_jobs(
-        description,
+        Path(description).resolve(),
         study_dir,
         plan,
-        data_dir=data_dir,
+        data_dir=Path(data_dir).resolve() if data_dir else None,
         device=device,
         attribute=attribute,
         attribute_samples=attribute_samples,
         threads=threads,
     )
+    for job in jobs:  # an npz file by its absolute path: the runs may start elsewhere (a Ray worker)
+        if job["data"].startswith("npz:") and Path(job["data"][4:]).expanduser().exists():
+            job["data"] = "npz:" + str(Path(job["data"][4:]).expanduser().resolve())
     plan["runs"] = plan_runs(jobs, study_dir)
+    plan["engine"] = engine if engine == "local" else f"ray ({(ray or RayOptions()).address or 'this machine'})"
     runs.write_json(study_dir / STUDY, plan)
     todo = [j for j in jobs if not is_finished(j)]
-    log(
-        f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
-        f"({parallel} at a time)"
-    )
+    how = f"{parallel} at a time" if engine == "local" else "on Ray"
+    log(f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({how})")
     start = time.time()
-    results = run_local(todo, parallel, log)
-    update_states(plan, study_dir)
-    plan["seconds_last_call"] = round(time.time() - start, 1)
-    runs.write_json(study_dir / STUDY, plan)
-    for r in results:
-        if r["status"] == "failed":
-            log(f"failed: {r['run_dir']}: {r.get('message', '')}")
+    board = Board([Path(j["run_dir"]).name for j in todo], epochs or spec.train.get("epochs"), log, console)
+    with board:
+        if engine == "ray" and todo:
+            run_ray(todo, study_dir, ray or RayOptions(), device, board)
+        elif todo:
+            run_local(todo, parallel, board)
+    _record(plan, study_dir, board, time.time() - start)
     write_comparison(collect([study_dir]), study_dir)
     return study_dir
+
+
+def _record(plan: dict, study_dir: Path, board: Board, seconds: float) -> None:
+    """study.json after the call: each run's directory state, and this call's outcome for the runs it ran."""
+    update_states(plan, study_dir)
+    for entry in plan["runs"]:
+        line = board.runs.get(Path(entry["run_dir"]).name)
+        if line is not None:
+            entry.update(line.record())
+    plan["seconds_last_call"] = round(seconds, 1)
+    runs.write_json(study_dir / STUDY, plan)

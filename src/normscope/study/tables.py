@@ -1,47 +1,34 @@
-"""Writing a comparison: the markdown table, the paired view, the CSV, the bar chart."""
+"""Writing a comparison: the results table, the paired claims, the reliance table (Markdown;
+LaTeX in `normscope.study.latex`), the CSV, the bar chart and comparison.json."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from normscope import norms
 from normscope.fileio import atomic_write
-from normscope.study.compare import AVERAGED, METRICS, aggregate, paired
+from normscope.study.compare import AVERAGED, aggregate, comparison_provenance, description_warnings
+from normscope.study.formats import (
+    LABELS,
+    TABLE_COLUMNS,
+    fmt,
+    fmt_interval,
+    fmt_p,
+    fmt_signed,
+    fmt_unsigned,
+    model_name,
+    side,
+)
+from normscope.study.latex import paired_latex, table_latex
+from normscope.study.stats import ALPHA, CLAIM_METRICS, MIN_PAIRS, WILCOXON_MIN_PAIRS, claims, stats_share
 from normscope.study.thesis import reference as thesis_reference
+from normscope.study.thesis import thesis_difference
 from normscope.train import runs
 
-LABELS = {
-    "loss": "loss",
-    "precision": "precision",
-    "recall": "recall",
-    "auc": "AUC",
-    "accuracy": "accuracy",
-    "top5_accuracy": "top-5",
-    "macro_f1": "macro F1",
-    "params": "params",
-    "stats_share": "reliance on stats",
-}
-TABLE_COLUMNS = METRICS[:5] + ("top5_accuracy", "params", "stats_share")
 CHART_METRICS = ("accuracy", "auc", "precision", "recall")
-
-
-def model_name(family: str, variant: str) -> str:
-    """A family and a variant key -> the model's name (as `normscope.norms.variant_name` writes it)."""
-    return norms.variant_name(family, *norms.parse_variant(variant))
-
-
-def _fmt(mean, std, key) -> str:
-    if mean is None:
-        return "—"
-    if key == "params":
-        return f"{mean:,.0f}"
-    digits = 3 if key != "loss" or abs(mean) < 1000 else 1
-    text = f"{mean:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if std is not None else "")
+FILES = ("table.md", "table.tex", "table.csv", "paired.md", "paired.tex", "reliance.md", "chart.png", "comparison.json")
 
 
 def _cells(values) -> str:
@@ -61,7 +48,7 @@ def table_markdown(agg: list[dict], reference: str | None = None) -> str:
         ]
         for a in (a for a in agg if a["family"] == family):
             lines.append(
-                _cells([model_name(family, a["variant"]), str(a["n"]), *(_fmt(a[c], a[c + "_std"], c) for c in cols)])
+                _cells([model_name(family, a["variant"]), str(a["n"]), *(fmt(a[c], a[c + "_std"], c) for c in cols)])
             )
             ref = thesis_reference(family, a["variant"]) if reference == "thesis" else None
             if ref:
@@ -70,28 +57,79 @@ def table_markdown(agg: list[dict], reference: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def paired_markdown(pairs: list[dict]) -> str:
-    lines = [
-        "| family | norm | metric | plain | v2 | v2 − plain | 2·SE | beyond seed spread |",
-        "|---|---|---|---|---|---|---|---|",
+def paired_markdown(found: list[dict], reference: str | None = None) -> str:
+    """The claims: per (family, norm, metric) the paired difference with its interval, tests and verdict."""
+    head = ["family", "norm", "metric", "pairs", "plain", "v2", "v2 − plain", "95% CI", "d_z", "p (t)"]
+    head += ["p (Wilcoxon)", "p (Holm)", "verdict"] + (["thesis v2 − plain"] if reference == "thesis" else [])
+    lines = [_cells(head), "|" + "---|" * len(head)]
+    notes = []
+    for c in found:
+        cells = [c["family"], c["norm"], LABELS[c["metric"]], str(c["n_pairs"])]
+        cells += [fmt(*side(c["plain"]), c["metric"]), fmt(*side(c["v2"]), c["metric"])]
+        cells += [fmt_signed(c["difference"]), fmt_interval(c["ci_low"], c["ci_high"])]
+        cells += [fmt_signed(c["effect_size"], 2), fmt_p(c["p_value"])]
+        cells += [fmt_p(c["p_wilcoxon"]), fmt_p(c["p_holm"]), c["verdict"]]
+        if reference == "thesis":
+            ref = thesis_difference(c["family"], c["norm"], c["metric"])
+            cells.append(fmt_signed(ref, 3))
+        lines.append(_cells(cells))
+        for which in ("plain", "v2"):
+            if c["unpaired"][which]:
+                seeds = ", ".join(map(str, c["unpaired"][which]))
+                many = "s" if len(c["unpaired"][which]) > 1 else ""
+                notes.append(f"{c['family']} {c['norm']}: seed{many} {seeds} only in {which}, left out")
+    lines += ["", paired_legend()]
+    lines += [f"- {n}" for n in dict.fromkeys(notes)]
+    return "\n".join(lines) + "\n"
+
+
+def paired_legend() -> str:
+    return (
+        "Paired by seed (seed s of both variants starts from the same weights in the shared layers and "
+        "sees the images in the same order). v2 − plain: mean of the per-seed differences; 95% CI: t "
+        f"interval; d_z: mean / sd of the differences; p (t): paired t-test; p (Wilcoxon): signed-rank test "
+        f"(from {WILCOXON_MIN_PAIRS} pairs); p (Holm): the t-test p adjusted over all claims of the metric. "
+        f'Verdict at p (Holm) < {ALPHA}; "too few paired seeds" under {MIN_PAIRS} pairs.'
+    )
+
+
+def reliance_markdown(shares: list[dict]) -> str:
+    """stats_share per reuse variant over seeds, the permutation accuracy drop, the largest layer."""
+    head = [
+        "model",
+        "n",
+        "stats_share (IG)",
+        "95% CI",
+        "largest per-layer IG share",
+        "accuracy drop, all statistics permuted",
     ]
-    for p in pairs:
-        se = "—" if p["se"] is None else f"{2 * p['se']:.4f}"
-        verdict = "—" if p["beyond_spread"] is None else ("yes" if p["beyond_spread"] else "no")
+    lines = [_cells(head), "|" + "---|" * len(head)]
+    for s in shares:
+        drop = s["permutation_accuracy_drop"]
+        top = "—" if s["largest_layer"] is None else f"{s['largest_layer']}: {s['largest_layer_share']:.3f}"
+        drop_text = (
+            "—"
+            if drop["mean"] is None
+            else f"{fmt_unsigned(drop['mean'])} {fmt_interval(drop['ci_low'], drop['ci_high'], 3, False)}"
+        )
         lines.append(
-            f"| {p['family']} | {p['norm']} | {p['metric']} | {p['plain']:.4f} | {p['v2']:.4f} | "
-            f"{p['difference']:+.4f} | {se} | {verdict} |"
+            _cells(
+                [
+                    model_name(s["family"], s["variant"]),
+                    str(s["n"]),
+                    fmt_unsigned(s["mean"]),
+                    fmt_interval(s["ci_low"], s["ci_high"], 3, signed=False),
+                    top,
+                    drop_text,
+                ]
+            )
         )
     return "\n".join(lines) + "\n"
 
 
 def write_csv(agg: list[dict], path: Path) -> None:
     cols = ["family", "variant", "n"] + [k for m in AVERAGED for k in (m, m + "_std")]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(agg)
-    runs.write_text(path, buf.getvalue())
+    runs.write_text(path, pd.DataFrame(agg, columns=cols).to_csv(index=False, lineterminator="\n"))
 
 
 def bar_chart(agg: list[dict], path: Path, metrics=CHART_METRICS) -> None:
@@ -109,14 +147,8 @@ def bar_chart(agg: list[dict], path: Path, metrics=CHART_METRICS) -> None:
         for i, a in enumerate(members):
             means = [a[m] or 0 for m in metrics]
             errs = [a[m + "_std"] or 0 for m in metrics]
-            ax.bar(
-                x + (i - (len(members) - 1) / 2) * width,
-                means,
-                width,
-                yerr=errs,
-                capsize=2,
-                label=model_name(family, a["variant"]),
-            )
+            offset = (i - (len(members) - 1) / 2) * width
+            ax.bar(x + offset, means, width, yerr=errs, capsize=2, label=model_name(family, a["variant"]))
         ax.set_xticks(x, [LABELS[m] for m in metrics])
         ax.set_ylim(0, 1)
         ax.set_title(f"{family} (test set; mean ± std over seeds)")
@@ -126,16 +158,27 @@ def bar_chart(agg: list[dict], path: Path, metrics=CHART_METRICS) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
-def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = None) -> dict:
-    """table.md, table.csv, paired.md, chart.png (and study-level JSON) into out_dir."""
+def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = None, metrics=CLAIM_METRICS) -> dict:
+    """FILES into out_dir; returns what comparison.json holds (provenance, warnings, rows,
+    aggregate, claims, stats_share)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     agg = aggregate(rows)
-    pairs = paired(agg, "auc") + paired(agg, "accuracy")
+    summary = {
+        "provenance": comparison_provenance(rows),
+        "warnings": description_warnings(rows),
+        "alpha": ALPHA,
+        "rows": rows,
+        "aggregate": agg,
+        "claims": claims(rows, metrics),
+        "stats_share": stats_share(rows),
+    }
     runs.write_text(out_dir / "table.md", table_markdown(agg, reference))
-    runs.write_text(out_dir / "paired.md", paired_markdown(pairs))
+    runs.write_text(out_dir / "table.tex", table_latex(agg, summary["provenance"], reference))
+    runs.write_text(out_dir / "paired.md", paired_markdown(summary["claims"], reference))
+    runs.write_text(out_dir / "paired.tex", paired_latex(summary["claims"], summary["provenance"]))
+    runs.write_text(out_dir / "reliance.md", reliance_markdown(summary["stats_share"]))
     write_csv(agg, out_dir / "table.csv")
     bar_chart(agg, out_dir / "chart.png")
-    summary = {"rows": rows, "aggregate": agg, "paired": pairs}
     runs.write_json(out_dir / "comparison.json", summary)
     return summary

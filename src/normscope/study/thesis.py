@@ -38,3 +38,11 @@ def reference(family: str, variant: str) -> dict | None:
 def comparable(rows: list[dict]) -> bool:
     """Whether every run is on the thesis' data set."""
     return all(str(r.get("data", "")).startswith(DATA) for r in rows)
+
+
+def thesis_difference(family: str, norm: str, metric: str) -> float | None:
+    """The thesis' v2 − plain for one normalization and metric (one run each); None if it has none."""
+    plain, v2 = reference(family, norm), reference(family, f"{norm}_v2")
+    if not plain or not v2 or metric not in plain:
+        return None
+    return v2[metric] - plain[metric]

@@ -1,0 +1,68 @@
+"""How the comparison's tables write names and numbers (shared by Markdown and LaTeX)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from normscope import norms
+
+LABELS = {
+    "loss": "loss",
+    "precision": "precision",
+    "recall": "recall",
+    "auc": "AUC",
+    "accuracy": "accuracy",
+    "top5_accuracy": "top-5",
+    "macro_f1": "macro F1",
+    "params": "params",
+    "stats_share": "reliance on stats",
+}
+TABLE_COLUMNS = ("loss", "precision", "recall", "auc", "accuracy", "top5_accuracy", "params", "stats_share")
+
+
+def model_name(family: str, variant: str) -> str:
+    """A family and a variant key -> the model's name (as `normscope.norms.variant_name` writes it)."""
+    return norms.variant_name(family, *norms.parse_variant(variant))
+
+
+def fmt(mean, std, key, pm: str = " ± ", missing: str = "—") -> str:
+    """mean ± std as the tables write it: params as an integer, 3 decimals otherwise (1 for a huge loss)."""
+    if mean is None:
+        return missing
+    if key == "params":
+        return f"{mean:,.0f}"
+    digits = 3 if key != "loss" or abs(mean) < 1000 else 1
+    return f"{mean:.{digits}f}" + (f"{pm}{std:.{digits}f}" if std is not None else "")
+
+
+def fmt_p(p, missing: str = "—") -> str:
+    """A p-value: 3 decimals, or 2 significant digits below 0.001."""
+    if p is None:
+        return missing
+    if p == 0:
+        return "0"  # every difference equal and not 0 (see normscope.study.stats)
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def fmt_signed(v, digits: int = 4, missing: str = "—") -> str:
+    return missing if v is None else f"{v:+.{digits}f}"
+
+
+def fmt_unsigned(v, digits: int = 3) -> str:
+    """A number that rounds to 0 prints as 0.000, never -0.000."""
+    text = f"{v:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def fmt_interval(low, high, digits: int = 4, signed: bool = True, missing: str = "—") -> str:
+    if low is None:
+        return missing
+    if not signed:
+        return f"[{fmt_unsigned(low, digits)}, {fmt_unsigned(high, digits)}]"
+    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def side(values) -> tuple[float | None, float | None]:
+    """Mean and sample std of one side's paired values."""
+    x = np.asarray(values, dtype=float)
+    return (float(x.mean()) if len(x) else None), (float(x.std(ddof=1)) if len(x) > 1 else None)
