@@ -1,4 +1,4 @@
-"""CLI command `compare`: the comparison of a study's runs (tables, paired view, chart)."""
+"""CLI command `compare`: the comparison of a study's runs (tables, paired claims, reliance, chart)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,22 @@ def compare(
         None, "--reference", help="`thesis`: the thesis' numbers beside the measured ones (CIFAR-100 studies)"
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="where to write the table and chart (default: the study directory, or ./comparison)"
+        None, "--out", help="where to write the tables and chart (default: the study directory, or ./comparison)"
     ),
 ):
-    """A table like the thesis' (mean ± std over seeds), a paired plain-vs-v2 view, a bar chart."""
+    """A table like the thesis' (mean ± std over seeds), the paired claims (v2 − plain per seed:
+    95% CI, paired t-test, Wilcoxon, Holm-adjusted p, d_z, verdict), the reliance on the reused
+    statistics, a bar chart; Markdown, LaTeX (booktabs), CSV and comparison.json."""
     # torch: only this command imports it
-    from normscope.study import STUDY, collect, paired_markdown, table_markdown, write_comparison
+    from normscope.study import (
+        FILES,
+        STUDY,
+        collect,
+        paired_markdown,
+        reliance_markdown,
+        table_markdown,
+        write_comparison,
+    )
     from normscope.study.thesis import comparable
 
     if reference not in (None, "thesis"):
@@ -39,9 +49,13 @@ def compare(
     if out is None:
         out = paths[0] if len(paths) == 1 and (paths[0] / STUDY).is_file() else Path("comparison")
     summary = write_comparison(rows, out, reference)
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
     typer.echo(table_markdown(summary["aggregate"], reference))
-    typer.echo(paired_markdown(summary["paired"]))
-    typer.echo(f"wrote {out}/table.md, table.csv, paired.md, chart.png, comparison.json")
+    typer.echo(paired_markdown(summary["claims"], reference))
+    if summary["stats_share"]:
+        typer.echo(reliance_markdown(summary["stats_share"]))
+    typer.echo(f"wrote {', '.join(str(Path(out) / f) for f in FILES)}")
 
 
 def register(app: typer.Typer) -> None:
