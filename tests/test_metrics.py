@@ -3,11 +3,16 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from sklearn import metrics as skm
 
+from normscope.train import evaluate
 from normscope.train.metrics import (
     KERAS_EPSILON,
     classification_metrics,
+    crossentropy,
+    crossentropy_from_logits,
     keras_auc,
     top_k_accuracy,
 )
@@ -98,12 +103,48 @@ def test_perfect_predictions():
     assert m["loss"] < 1e-3
 
 
-def test_loss_clipping_like_keras():
-    y = np.array([0, 1])
-    p = np.array([[0.0, 1.0], [1.0, 0.0]])  # completely wrong, zero prob on label
-    m = classification_metrics(p, y)
-    assert m["loss"] == pytest.approx(-math.log(KERAS_EPSILON))
-    assert m["auc"] == pytest.approx(0.0, abs=1e-9)
+def _softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_loss_from_logits_closed_forms():
+    # log(e + e² + e³) - 1 = 2 + log(1 + 1/e + 1/e²)
+    assert crossentropy_from_logits([[1.0, 2.0, 3.0]], [0]) == pytest.approx(2 + math.log(1 + math.e**-1 + math.e**-2))
+    # equal logits: log K
+    assert crossentropy_from_logits(np.zeros((4, 100)), [0, 5, 50, 99]) == pytest.approx(math.log(100))
+    # the mean over images
+    assert crossentropy_from_logits([[0.0, 0.0], [3.0, 0.0]], [0, 0]) == pytest.approx(
+        (math.log(2) + math.log(1 + math.exp(-3))) / 2
+    )
+
+
+def test_saturated_loss_is_not_capped():
+    """Keras computes the loss of a softmax classifier from its logits: a correct logit that
+    trails by 4000 costs 4000, not -log(1e-7) = 16.12."""
+    logits, y = np.array([[0.0, 4000.0]]), np.array([0])
+    assert crossentropy_from_logits(logits, y) == 4000.0
+    m = classification_metrics(_softmax(logits), y, logits=logits)
+    assert m["loss"] == 4000.0 and m["accuracy"] == 0.0
+    assert m["auc"] == pytest.approx(0.0, abs=1e-9)  # the probability-based metrics are as before
+    # evaluation (results.json, `normscope eval`) and validation, from torch logits
+    t_logits, t_y = torch.tensor([[0.0, 4000.0], [4000.0, 0.0]]), torch.tensor([0, 0])
+    assert evaluate.test_metrics(t_logits, t_y)["loss"] == 2000.0
+    assert evaluate.loss_and_accuracy(t_logits, t_y) == (2000.0, 0.5)
+    # probabilities alone cannot carry it: a zero probability on the label is an infinite loss, not 16.12
+    assert crossentropy(_softmax(logits), y) == math.inf
+
+
+def test_loss_from_logits_matches_torch():
+    p, y = _random_case(n=300, k=10, seed=4)
+    logits = np.log(p) * 7.0 + 3.0  # large margins; the logits of softmax(logits) below
+    expected = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item()
+    m = classification_metrics(_softmax(logits), y, logits=logits)
+    assert m["loss"] == pytest.approx(expected, rel=1e-12)
+    assert m["loss"] == pytest.approx(crossentropy(_softmax(logits), y), rel=1e-9)
+    with pytest.raises(ValueError, match="logits must have the shape"):
+        classification_metrics(p, y, logits=logits[:, :5])
 
 
 def test_auc_vectorized_matches_loop_with_ties_on_threshold_grid():
