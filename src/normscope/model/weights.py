@@ -1,0 +1,405 @@
+"""Pretrained weights: a state dict (a torchvision model's, or any other) loaded into a built model.
+
+Matching is structural, not by name: the model's layers that hold weights, in network
+order, are paired with the state dict's modules in the order of its keys (a module is
+the key's prefix: ``features.0`` of ``features.0.weight``). Convolutions and dense layers
+must agree in kind and in every tensor's shape; the first that does not stops the load
+with both layers named. Normalization layers are optional on both sides: a norm layer
+takes the state dict's norm layer at its place when they hold the same tensors (BatchNorm
+from BatchNorm), else it keeps its initialization (InstanceNorm where torchvision has
+BatchNorm, or where it has none); a state dict's norm layer with no counterpart is left
+unused. The head may differ: from the first dense layer that disagrees on, when only dense
+(and norm) layers follow on both sides, the model's layers keep their initialization (a
+200-class classifier in place of a 1000-class one, or a classifier that also reads reused
+statistics).
+
+Sources: a file saved with ``torch.save(model.state_dict(), PATH)`` (read with
+``torch.load(weights_only=True)`` only; a normscope checkpoint, ``{"model": state_dict,
+...}``, reads too), or ``torchvision:NAME`` (``torchvision:vgg19.IMAGENET1K_V1``,
+``torchvision:resnet50`` for its DEFAULT weights), downloaded by torchvision's own
+downloader into its cache (``$TORCH_HOME/hub/checkpoints``) where the internet is
+reachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import pickle
+import socket
+import urllib.error
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from normscope import norms
+from normscope.errors import NormscopeError
+
+__all__ = [
+    "TORCHVISION",
+    "Weights",
+    "WeightsError",
+    "WeightsReport",
+    "load_weights",
+    "match_weights",
+    "read_weights",
+    "resolve_source",
+]
+
+TORCHVISION = "torchvision:"
+_COUNTER = "num_batches_tracked"  # BatchNorm's step counter: not a weight; older state dicts lack it
+DOWNLOAD_TIMEOUT_S = 60  # a network that drops packets fails after this long instead of hanging
+
+
+class WeightsError(NormscopeError):
+    """Weights that cannot be read, or that do not fit the model."""
+
+
+@dataclass
+class Weights:
+    """A state dict read from ``source`` (a path or ``torchvision:NAME``)."""
+
+    state: dict[str, torch.Tensor]
+    source: str
+
+
+@dataclass
+class WeightsReport:
+    """What a load did: ``loaded`` [(layer, state dict module)], ``initialized`` [(layer,
+    why it keeps its initialization)], ``unused`` [(state dict module, why)]."""
+
+    source: str
+    loaded: list[tuple[str, str]] = field(default_factory=list)
+    initialized: list[tuple[str, str]] = field(default_factory=list)
+    unused: list[tuple[str, str]] = field(default_factory=list)
+    values: int = 0  # numbers copied into the model
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "values": self.values,
+            "loaded": [{"layer": a, "from": b} for a, b in self.loaded],
+            "initialized": [{"layer": a, "why": b} for a, b in self.initialized],
+            "unused": [{"module": a, "why": b} for a, b in self.unused],
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"weights from {self.source}: {len(self.loaded)} layers loaded ({self.values:,} values)"]
+        for what, pairs in (("left at initialization", self.initialized), ("not used", self.unused)):
+            for why, names in _by_reason(pairs).items():
+                out.append(f"  {what} ({why}): {_names(names)}")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One layer with weights: its name, kind (conv | dense | norm) and tensors by local key."""
+
+    name: str
+    kind: str
+    tensors: dict[str, tuple[int, ...]]
+    label: str  # "BatchNorm", "conv", ...
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"{k} {_shape(s)}" for k, s in self.tensors.items() if s)
+        return f"{self.label} ({shapes})"
+
+
+# --------------------------------------------------------------------------- #
+# Reading a source
+# --------------------------------------------------------------------------- #
+
+
+def resolve_source(source: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
+    """``torchvision:NAME`` as it is; a path made absolute against ``base`` (default: the
+    working directory), so that a run directory's description finds it from anywhere."""
+    text = str(source)
+    if text.startswith(TORCHVISION):
+        return text
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = Path(base or Path.cwd()) / path
+    return str(path.resolve())
+
+
+def read_weights(source) -> Weights:
+    """The state dict of ``source``: a path, ``torchvision:NAME``, a Weights, or a state dict."""
+    if isinstance(source, Weights):
+        return source
+    if isinstance(source, Mapping):
+        return Weights(_as_state_dict(source, "the given state dict"), "a state dict")
+    text = str(source)
+    if text.startswith(TORCHVISION):
+        return Weights(_torchvision_state(text[len(TORCHVISION) :]), text)
+    return Weights(_read_file(Path(text).expanduser()), text)
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict file, read with ``torch.load(weights_only=True)`` only."""
+    if not path.is_file():
+        raise WeightsError(
+            f"{path}: no such weights file (give a .pth state dict, or torchvision:NAME such as "
+            "torchvision:vgg19.IMAGENET1K_V1)"
+        )
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # torch.save: a zip, or a legacy pickle
+        raise WeightsError(f"{path}: not a state dict file (torch.save writes a zip archive; this is not one)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"{path}: not a state dict: it holds pickled Python objects, which torch.load(weights_only=True) "
+            "does not load (a whole model saved with torch.save(model)?); save torch.save(model.state_dict(), PATH)"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise WeightsError(
+            f"{path}: not a readable state dict file ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    return _as_state_dict(obj, str(path))
+
+
+def _as_state_dict(obj, where: str) -> dict[str, torch.Tensor]:
+    """A mapping of names to tensors; a checkpoint's ``model`` / ``state_dict`` entry."""
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), Mapping) and not isinstance(obj.get(key), torch.Tensor):
+                return _as_state_dict(obj[key], f"{where} ['{key}']")
+        if not obj:
+            raise WeightsError(f"{where}: an empty state dict")
+        for key, value in obj.items():
+            if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+                raise WeightsError(
+                    f"{where}: not a state dict: {key!r} holds a {type(value).__name__}, not a tensor "
+                    "(a state dict maps parameter names to tensors)"
+                )
+        return OrderedDict(obj)
+    raise WeightsError(
+        f"{where}: not a state dict: it holds a {type(obj).__name__} "
+        "(a state dict maps parameter names to tensors: torch.save(model.state_dict(), PATH))"
+    )
+
+
+def _torchvision_state(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's weights ``MODEL[.WEIGHTS]`` from its cache, else downloaded by torchvision."""
+    import torchvision.models  # heavy; only for torchvision: weights
+
+    model, _, tag = name.partition(".")
+    try:
+        enum = torchvision.models.get_model_weights(model)
+    except (ValueError, KeyError):
+        known = torchvision.models.list_models()
+        close = difflib.get_close_matches(model, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else " (torchvision.models.list_models() lists them)"
+        raise WeightsError(f"torchvision:{name}: torchvision has no model '{model}'{hint}") from None
+    tag = tag or "DEFAULT"
+    if tag not in enum.__members__:
+        raise WeightsError(
+            f"torchvision:{name}: {model} has no weights '{tag}' (it has: {', '.join(enum.__members__)})"
+        )
+    weights = enum[tag]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if cached.is_file():
+        return _as_state_dict(_read_cached(cached), f"torchvision:{name}")
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsError(
+            f"torchvision:{name}: cannot download {weights.url} ({reason}). Where the internet is not "
+            f"reachable, download the file on a machine where it is and put it in {cached.parent} "
+            "(torchvision's cache; TORCH_HOME moves it), or pass its path: --weights FILE.pth"
+        ) from None
+    except RuntimeError as exc:  # torch.hub: the file does not match the hash in its name
+        raise WeightsError(f"torchvision:{name}: the download of {weights.url} is damaged ({exc})") from None
+    return _as_state_dict(state, f"torchvision:{name}")
+
+
+def _read_cached(path: Path):
+    try:
+        return _read_file(path)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc} (a damaged download in torchvision's cache? delete it to fetch it again)") from None
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """urllib (torch.hub's downloader) waits forever by default on a network that drops packets."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+# --------------------------------------------------------------------------- #
+# Matching and loading
+# --------------------------------------------------------------------------- #
+
+
+def load_weights(model, source) -> WeightsReport:
+    """Load ``source`` (a path, ``torchvision:NAME``, a Weights or a state dict) into a
+    NormscopeModel by structure (see the module docstring); returns what was done."""
+    weights = read_weights(source)
+    report, pairs = _match(model, weights)
+    with torch.no_grad():
+        for layer, prefix in pairs:
+            module = model.layers[layer]
+            own = module.state_dict()
+            module.load_state_dict({k: weights.state.get(_key(prefix, k), own[k]) for k in own}, strict=True)
+    return report
+
+
+def match_weights(model, source) -> WeightsReport:
+    """What :func:`load_weights` would do, without changing the model (it may live on the
+    meta device); raises WeightsError where the weights do not fit."""
+    return _match(model, read_weights(source))[0]
+
+
+def _match(model, weights: Weights) -> tuple[WeightsReport, list[tuple[str, str]]]:
+    ours, theirs = _model_items(model), _state_items(weights.state)
+    report = WeightsReport(weights.source)
+    i = j = 0
+    while i < len(ours) or j < len(theirs):
+        m = ours[i] if i < len(ours) else None
+        s = theirs[j] if j < len(theirs) else None
+        if m is not None and m.kind == "norm" and s is not None and s.kind == "norm":
+            _pair_norms(m, s, report)
+            i, j = i + 1, j + 1
+        elif m is not None and m.kind == "norm":
+            report.initialized.append((m.name, f"{m.label}; the weights have no normalization here"))
+            i += 1
+        elif s is not None and s.kind == "norm":
+            report.unused.append((s.name, f"{s.label}; the model has no normalization here"))
+            j += 1
+        elif m is not None and s is not None and m.kind == s.kind and m.tensors == s.tensors:
+            report.loaded.append((m.name, s.name))
+            i, j = i + 1, j + 1
+        else:
+            _new_head(ours[i:], theirs[j:], len(report.loaded), report)
+            break
+    report.values = _values(weights.state, model, report.loaded)
+    return report, list(report.loaded)
+
+
+def _pair_norms(m: _Item, s: _Item, report: WeightsReport) -> None:
+    if set(m.tensors) != set(s.tensors):
+        report.initialized.append((m.name, f"{m.label}; the weights have {s.label} here"))
+        report.unused.append((s.name, f"{s.label}; the model has {m.label} here"))
+    elif m.tensors != s.tensors:
+        raise WeightsError(_mismatch(m, s, None))
+    else:
+        report.loaded.append((m.name, s.name))
+
+
+def _new_head(ours: list[_Item], theirs: list[_Item], matched: int, report: WeightsReport) -> None:
+    """The rest of both sides after the first disagreement: a new head when only dense and norm
+    layers remain on both sides and it starts at a dense layer; else the architectures differ."""
+    m = ours[0] if ours else None
+    s = theirs[0] if theirs else None
+    head = all(x.kind != "conv" for x in ours) and all(x.kind != "conv" for x in theirs)
+    if m is None or m.kind != "dense" or (s is not None and s.kind != "dense") or not head:
+        raise WeightsError(_mismatch(m, s, matched))
+    first = (
+        "a new head: the weights end before it"
+        if s is None
+        else f"a new head: {_first_shape(m)} here, {_first_shape(s)} in the weights"
+    )
+    report.initialized.append((m.name, first))
+    report.initialized += [(x.name, "a new head") for x in ours[1:]]
+    report.unused += [(x.name, "the weights' head, replaced") for x in theirs]
+
+
+def _first_shape(item: _Item) -> str:
+    return _shape(next(iter(item.tensors.values())))
+
+
+def _mismatch(m: _Item | None, s: _Item | None, matched: int | None) -> str:
+    done = "" if matched is None else f" after {matched} matching layer{'s' if matched != 1 else ''}"
+    if m is None:
+        return (
+            f"the weights do not fit the model: they have more layers{done}; the next is "
+            f"'{s.name}' {s.describe()} (a state dict of another architecture?)"
+        )
+    if s is None:
+        return f"the weights do not fit the model: they end{done}, before layer '{m.name}' {m.describe()}"
+    return (
+        f"the weights do not fit the model{done}: layer '{m.name}' is {m.describe()} but the weights' "
+        f"'{s.name}' is {s.describe()} (a state dict of another architecture?)"
+    )
+
+
+def _model_items(model) -> list[_Item]:
+    """The model's layers that hold tensors, in network order."""
+    items = []
+    for name, module in model.layers.items():
+        shapes = {k: tuple(v.shape) for k, v in module.state_dict().items() if k != _COUNTER}
+        if not shapes:
+            continue
+        kind = "conv" if isinstance(module, nn.Conv2d) else "dense" if isinstance(module, nn.Linear) else "norm"
+        norm = norms.norm_of_kind(model.graph.nodes[name]["kind"])
+        items.append(_Item(name, kind, shapes, norm.display if norm else kind))
+    return items
+
+
+def _state_items(state: Mapping[str, torch.Tensor]) -> list[_Item]:
+    """The state dict's modules (key prefixes) in the order of their first key."""
+    groups: OrderedDict[str, dict[str, tuple[int, ...]]] = OrderedDict()
+    for key, value in state.items():
+        prefix, _, local = key.rpartition(".")
+        if local != _COUNTER:
+            groups.setdefault(prefix, {})[local] = tuple(value.shape)
+    items = []
+    for prefix, shapes in groups.items():
+        rank = len(shapes.get("weight", ()))
+        kind = "conv" if rank == 4 else "dense" if rank == 2 else "norm"
+        items.append(_Item(prefix, kind, shapes, kind if kind != "norm" else _norm_label(shapes)))
+    return items
+
+
+def _norm_label(shapes: dict) -> str:
+    if {"running_mean", "running_var"} <= set(shapes):
+        return "BatchNorm"
+    return "a normalization with " + ", ".join(shapes)
+
+
+def _values(state, model, loaded) -> int:
+    own = {layer: model.layers[layer].state_dict() for layer, _ in loaded}
+    return sum(state[_key(p, k)].numel() for layer, p in loaded for k in own[layer] if k != _COUNTER)
+
+
+def _key(prefix: str, local: str) -> str:
+    return f"{prefix}.{local}" if prefix else local
+
+
+def _shape(shape) -> str:
+    return "×".join(str(v) for v in shape) or "scalar"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _by_reason(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, why in pairs:
+        out.setdefault(why, []).append(name)
+    return out
+
+
+def _names(names: list[str]) -> str:
+    if len(names) <= 6:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])}, … {names[-1]} ({len(names)} layers)"
