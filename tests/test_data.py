@@ -2,7 +2,10 @@ import gzip
 import io
 import os
 import pickle
+import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import time
 
@@ -143,12 +146,34 @@ def test_cifar100_refuses_code_in_pickle(tmp_path):
         load_dataset("cifar100", data_dir=tmp_path)
 
 
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_download_unreachable_raises_quickly(tmp_path):
+    """The host is unreachable because every connection goes through a proxy that refuses it,
+    so no real download starts even where the internet is reachable. A fresh process: urllib
+    reads the proxy settings once per process."""
+    proxy = f"http://127.0.0.1:{_closed_port()}"
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "all_proxy")}
+    env.update({"http_proxy": proxy, "https_proxy": proxy, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy})
     start = time.monotonic()
-    with pytest.raises(DataError) as ei:
-        download_cifar100(tmp_path / "dl", timeout=2)
-    assert time.monotonic() - start < 20
-    assert "download" in str(ei.value).lower()
+    out = subprocess.run(
+        [sys.executable, "-m", "normscope", "data", "download", "cifar100", "--data-dir", str(tmp_path / "dl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert time.monotonic() - start < 30
+    assert out.returncode == 2, out.stderr
+    message = " ".join(out.stderr.split())
+    assert "Could not download CIFAR-100" in message and "not reachable" in message, message
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "dl" / "cifar-100-python.tar.gz").exists()  # no partial archive left
 
 
 def test_download_skips_when_present(tmp_path):

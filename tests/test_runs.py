@@ -199,6 +199,7 @@ OLD_CONFIG = {
         "validation": 0.1,
         "freeze": None,
         "lr_mult": None,
+        "weights": None,
         "data": "synthetic:train=240,test=80,size=16",
         "subset": None,
         "seed": 0,

@@ -12,8 +12,7 @@ from normscope.model.graph import build_graph
 from normscope.norms import VARIANTS, variant_name
 from normscope.report.summary import summarize
 from normscope.spec import ModelSpec, load_spec
-
-__version__ = "0.1.0"
+from normscope.version import __version__
 
 _TORCH_NAMES = ("build_model", "NormscopeModel", "count_params")
 

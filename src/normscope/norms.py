@@ -52,6 +52,14 @@ def _no_shape_problem(shape: tuple, options: dict) -> str | None:
     return None
 
 
+def _never(channels: int, options: dict) -> bool:
+    return False
+
+
+def _fine_on_one_pixel(shape: tuple, options: dict, reused: bool) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Norm:
     short: str  # "bn": the `norm:` value and the variant prefix
@@ -67,12 +75,22 @@ class Norm:
     in_study: bool = False  # one of the thesis' seven default variants
     stat_size: Callable[[int, dict], int] = lambda channels, options: channels
     shape_problem: Callable[[tuple, dict], str | None] = _no_shape_problem
+    # each output channel's spatial mean is the same for every image (InstanceNorm: β)
+    fixed_channel_mean: Callable[[int, dict], bool] = _never
+    # what the layer computes (or reuses, when `reused`) on one value per channel (1×1 maps), where degenerate
+    one_pixel: Callable[[tuple, dict, bool], str | None] = _fine_on_one_pixel
     doc: str = ""
 
     def options(self, given: dict | None = None) -> dict:
         """This normalization's options: the defaults, overridden by `given` (None = unset)."""
         given = given or {}
         return {k: (given[k] if given.get(k) is not None else v) for k, v in self.defaults.items()}
+
+    def stats_per_image(self, given: dict | None = None) -> bool:
+        """The reused statistics differ from image to image under these options: `per_image`,
+        unless the normalization takes `reuse_stats` (BatchNorm), which then decides."""
+        reuse_stats = self.options(given).get("reuse_stats")
+        return self.per_image if reuse_stats is None else reuse_stats == "image"
 
     @property
     def variants(self) -> tuple[str, str]:
@@ -99,6 +117,33 @@ def _gn_shape_problem(shape: tuple, options: dict) -> str | None:
     return None
 
 
+def _pixels(shape: tuple) -> int:
+    """Values per channel of one image: H·W, or 1 for a flat (C,) input."""
+    return shape[1] * shape[2] if len(shape) == 3 else 1
+
+
+def _in_one_pixel(shape: tuple, options: dict, reused: bool) -> str | None:
+    if _pixels(shape) > 1:
+        return None
+    return "each channel's variance over a 1×1 map is 0, so every output is its β, whatever the image"
+
+
+def _gn_fixed_mean(channels: int, options: dict) -> bool:
+    return _groups(channels, options) == channels  # one channel per group: InstanceNorm
+
+
+def _gn_one_pixel(shape: tuple, options: dict, reused: bool) -> str | None:
+    if _pixels(shape) > 1 or not _gn_fixed_mean(shape[0], options):
+        return None
+    return "each group holds one value (one channel of a 1×1 map): its variance is 0 and every output is β"
+
+
+def _bn_one_pixel(shape: tuple, options: dict, reused: bool) -> str | None:
+    if _pixels(shape) > 1 or not reused or options.get("reuse_stats") != "image":
+        return None
+    return "the per-image statistics it reuses (reuse_stats: image) are the input itself and a variance of 0"
+
+
 def _gdn_kernel(options: dict) -> int:
     return options.get("kernel") or GDN_DEFAULT_KERNEL
 
@@ -120,6 +165,7 @@ def _gdn_params(c: int, options: dict) -> tuple[int, int]:
 
 
 GDN_DEFAULT_KERNEL = 3
+REUSE_STATS = ("batch", "image")  # BatchNorm's `reuse_stats` option
 
 # Every option any normalization takes; a `norm` slot accepts all of them (its kind
 # changes with the variant) and each normalization reads those in its `defaults`.
@@ -140,6 +186,14 @@ OPTIONS: dict[str, Arg] = {
         help="gn: number of groups; must divide the channels (default: the largest "
         "divisor of the channel count up to 32)",
     ),
+    "reuse_stats": Arg(
+        (str,),
+        None,
+        choices=REUSE_STATS,
+        help="bn: the statistics reuse gives the classifier: batch (default, the thesis: the batch's in "
+        "training, the running ones in evaluation) or image (each image's channel means and variances "
+        "of the BatchNorm input)",
+    ),
 }
 
 
@@ -154,12 +208,13 @@ NORMS: dict[str, Norm] = {
             "BatchNorm",
             "batchnorm:BatchNorm",
             (MEAN, VAR),
-            defaults={"eps": 1e-3, "momentum": 0.99},
+            defaults={"eps": 1e-3, "momentum": 0.99, "reuse_stats": "batch"},
             params=lambda c, o: (2 * c, 2 * c),  # gamma, beta; running mean, variance
             style=Style((0, 114, 178)),
-            per_image=False,
+            per_image=False,  # reuse_stats: batch; `stats_per_image` follows the option
             image_only=False,
             in_study=True,
+            one_pixel=_bn_one_pixel,
             doc="batch statistics in training, running statistics in evaluation",
         ),
         Norm(
@@ -173,6 +228,8 @@ NORMS: dict[str, Norm] = {
             style=Style((0, 150, 110)),
             per_image=True,
             in_study=True,
+            fixed_channel_mean=lambda c, o: True,  # the mean over H, W of each output channel is β
+            one_pixel=_in_one_pixel,
             doc="each image's channel means and variances over H, W",
         ),
         Norm(
@@ -201,6 +258,8 @@ NORMS: dict[str, Norm] = {
             per_image=True,
             stat_size=_groups,
             shape_problem=_gn_shape_problem,
+            fixed_channel_mean=_gn_fixed_mean,
+            one_pixel=_gn_one_pixel,
             doc="each image's per-group means and variances over channels of the group, H, W",
         ),
     )

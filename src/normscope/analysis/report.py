@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from normscope.analysis.bn_gap import render_bn_gap
 from normscope.analysis.common import CLASS_MEASURES
 from normscope.fileio import atomic_write, write_json
 
@@ -117,6 +118,8 @@ def report(result: dict, console=None) -> None:
     for note in result["notes"]:
         if not note.startswith("this model does not reuse"):
             console.print(f"note: {note}", highlight=False, style="yellow", soft_wrap=True)
+    if result.get("bn_gap"):
+        render_bn_gap(result["bn_gap"], console)
     if result.get("files"):
         console.print("wrote " + ", ".join(result["files"]), highlight=False, soft_wrap=True)
 

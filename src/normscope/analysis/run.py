@@ -8,10 +8,12 @@ from typing import Any
 import torch
 
 from normscope.analysis.attribute import attribute
+from normscope.analysis.bn_gap import batch_reused_groups, bn_gap
 from normscope.analysis.common import ATTRIBUTION_CSV, ATTRIBUTION_JSON, ATTRIBUTION_PNG, SPLITS, AttributionError
 from normscope.analysis.inputs import run_inputs
 from normscope.analysis.report import plot_attribution, report, write_attribution, write_per_class_csv
 from normscope.train import Run, load_run, pick_device
+from normscope.train.runs import check_out_dir
 
 
 def attribute_run(
@@ -43,18 +45,31 @@ def attribute_run(
         raise AttributionError(f"split must be test, val or train, got {split!r}")
     out_dir = Path(out) if out is not None else Path(run.path)
     if write:
-        _make_dir(out_dir)
+        _make_dir(out_dir, "--out" if out is not None else "the run directory")
     model = run.model.to(dev)
     x, y, _ = run_inputs(run, split, samples, seed=seed, device=dev)
     bx, _, _ = run_inputs(run, "train", baseline_samples, seed=seed + 1, device=dev)
     result = attribute(
         model, x, y, baseline_x=bx, seed=seed, device=dev, by_class=by_class, class_names=run.class_names, **kwargs
     )
-    result = {**_run_info(run, split), **result}
+    result = {**_run_info(run, split), **result, "bn_gap": _bn_gap(run, model, seed, dev)}
     result["files"] = _write_files(out_dir, result, by_class) if write else []
     if not quiet:
         report(result, console)
     return result
+
+
+GAP_BATCHES = 20  # training batches the BatchNorm gap is measured on
+
+
+def _bn_gap(run: Run, model, seed: int, dev: torch.device) -> dict[str, Any] | None:
+    """For a model that reuses BatchNorm batch statistics: how far its running statistics lie
+    from the batch statistics of training batches (analysis/bn_gap.py); else None."""
+    if not batch_reused_groups(model):
+        return None
+    batch_size = run.config.train.batch_size
+    x, _, _ = run_inputs(run, "train", GAP_BATCHES * batch_size, seed=seed + 2, device=dev)
+    return bn_gap(model, x, batch_size, seed=seed)
 
 
 def _loaded(run, device, checkpoint: str, data_dir) -> tuple[Run, torch.device]:
@@ -65,7 +80,9 @@ def _loaded(run, device, checkpoint: str, data_dir) -> tuple[Run, torch.device]:
     return run, torch.device(device) if device not in (None, "auto") else pick_device(device or "auto")
 
 
-def _make_dir(out_dir: Path) -> None:
+def _make_dir(out_dir: Path, what: str) -> None:
+    """``out_dir`` made, and writable, before any work (a RunError naming it otherwise)."""
+    check_out_dir(out_dir, what)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

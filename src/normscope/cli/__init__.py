@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from normscope.cli import analysis, compare, draw, static, study, train
+from normscope.cli import analysis, compare, draw, features, static, study, train
+from normscope.version import __version__
 
 app = typer.Typer(
     add_completion=False,
@@ -16,8 +17,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.",
 )
-for _module in (static, draw, train, analysis, study, compare):
+for _module in (static, draw, train, analysis, features, study, compare):
     _module.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"normscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """normscope: normalization layers and the reuse of their statistics in CNN classifiers."""
 
 
 def main():

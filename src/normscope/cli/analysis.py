@@ -47,6 +47,7 @@ def attribute_cmd(
     of the classifier input. Writes attribution.json and attribution.png (and with
     --by-class attribution_per_class.csv) to the run directory."""
     from normscope import analysis as A  # torch: only this command imports it
+    from normscope.train.settings import check_seed  # (as above)
 
     if split not in A.SPLITS:
         raise NormscopeError(f"--split must be test, val or train, got {split!r}")
@@ -65,6 +66,7 @@ def attribute_cmd(
     ):
         if value < low:
             raise NormscopeError(f"{name} must be >= {low}, got {value}")
+    check_seed(seed)
     wanted = A.parse_methods(methods)
     result = A.attribute_run(
         run_dir,

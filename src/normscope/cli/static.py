@@ -1,4 +1,5 @@
-"""Static commands: `summary`, `variants`, `check`. They import no torch."""
+"""Static commands: `summary`, `variants`, `check`. They import no torch. Also the
+diagnostics `train` and `study` print before they start."""
 
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ import typer
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import ClassesOpt, InputOpt, NormOpt, ReuseOpt, console, parse_shape, user_errors
-from normscope.report.summary import composition, render_keras, render_rich, summarize
+from normscope.cli.common import (
+    ClassesOpt,
+    InputOpt,
+    NormOpt,
+    ReuseOpt,
+    console,
+    err_console,
+    fail,
+    parse_shape,
+    user_errors,
+)
+from normscope.model.diagnostics import diagnose_description
+from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
 
 
 @user_errors
@@ -24,15 +36,38 @@ def summary(
     classes: Optional[int] = ClassesOpt,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     keras: bool = typer.Option(False, "--keras", help="print in the layout of Keras' model.summary()"),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="also match these weights (.pth or torchvision:NAME): what loads, what does not"
+    ),
 ):
-    """Layers, output shapes and parameter counts (Keras convention), and the classifier input."""
+    """Layers, shapes, parameter counts (Keras convention), FLOPs, classifier input, diagnostics.
+
+    FLOPs are per image (a multiply-add counts 2); diagnostics: docs/diagnostics.md."""
     s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
+    report = None if weights is None else _match_weights(file, norm, reuse, parse_shape(input), classes, weights)
     if as_json:
-        sys.stdout.write(json.dumps(s.to_dict(), indent=2) + "\n")
+        doc = s.to_dict() | ({"weights": report.to_dict()} if report is not None else {})
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif keras:
         sys.stdout.write(render_keras(s) + "\n")
+        print_diagnostics(s.diagnostics, err_console)
     else:
         render_rich(s, console)
+    if report is not None and not as_json:
+        console.print(str(report), highlight=False, markup=False, soft_wrap=True)
+
+
+def _match_weights(file, norm, reuse, input_shape, classes, weights):
+    """What loading ``weights`` into the description's model loads and leaves at its initialization."""
+    # torch only with --weights: the plain summary stays torch-free
+    import torch
+
+    from normscope.model.build import build_model
+    from normscope.model.weights import match_weights
+
+    with torch.device("meta"):  # shapes only: no memory, nothing drawn
+        model = build_model(file, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+    return match_weights(model, weights)
 
 
 @user_errors
@@ -42,8 +77,10 @@ def variants(
     classes: Optional[int] = ClassesOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Every normalization variant of a description (the study's default seven and the rest), with their sizes."""
-    rows = []
+    """Every normalization variant of a description (the study's default seven and the rest), with their sizes.
+
+    Also their FLOPs per image and the codes of their diagnostics."""
+    rows, diagnosed = [], []
     for key in norms.ALL_VARIANTS:
         norm, reuse = norms.parse_variant(key)
         s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
@@ -57,14 +94,18 @@ def variants(
                 "classifier_input": sum(s.classifier_inputs.values()),
                 "composition": composition(s),
                 "short": _short_composition(s),
+                "total_flops": s.total_flops,
+                "diagnostics": [d.code for d in s.diagnostics],
             }
         )
+        diagnosed += [(key, d) for d in s.diagnostics]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title=f"variants of {file}", title_justify="left", header_style="bold")
-    for col in ("variant", "name", "total params", "trainable", "non-trainable", "classifier input"):
-        table.add_column(col, justify="right" if "param" in col or col in ("trainable", "non-trainable") else "left")
+    for col in ("variant", "name", "total params", "trainable", "non-trainable", "FLOPs", "classifier input"):
+        right = "param" in col or col in ("trainable", "non-trainable", "FLOPs")
+        table.add_column(col, justify="right" if right else "left")
     for r in rows:
         table.add_row(
             r["variant"],
@@ -72,9 +113,16 @@ def variants(
             f"{r['total_params']:,}",
             f"{r['trainable_params']:,}",
             f"{r['non_trainable_params']:,}",
+            human_flops(r["total_flops"]).removesuffix("FLOPs").strip(),
             r["short"],
         )
     console.print(table)
+    for key, d in diagnosed:
+        console.print(
+            f"[bold yellow]diagnostic ({key}):[/] {d.code}: {', '.join(d.layers)}", highlight=False, soft_wrap=True
+        )
+    if diagnosed:
+        console.print(f"(normscope summary {file} --norm NORM [--reuse] explains them)", highlight=False)
 
 
 def _short_composition(s) -> str:
@@ -84,11 +132,40 @@ def _short_composition(s) -> str:
 
 
 @user_errors
-def check(files: list[Path] = typer.Argument(..., help="model descriptions to validate")):
-    """Validate descriptions (every variant); exit 2 at the first error."""
+def check(
+    files: list[Path] = typer.Argument(..., help="model descriptions to validate"),
+    strict: bool = typer.Option(False, "--strict", help="diagnostics are errors (exit status 2)"),
+):
+    """Validate descriptions and print their diagnostics; exit 2 at the first error.
+
+    With --strict, diagnostics are errors too (exit 2)."""
+    failed = []
     for f in files:
         s = summarize(f)
-        console.print(f"[green]ok[/] {f}: {s.name}, {s.total_params:,} params")
+        if strict and s.diagnostics:
+            print_diagnostics(s.diagnostics, err_console, " (error)")
+            failed.append(f"{f} ({len(s.diagnostics)})")
+            continue
+        console.print(f"[green]ok[/] {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}")
+        print_diagnostics(s.diagnostics, console)
+    if strict and failed:
+        fail(f"--strict: diagnostics in {', '.join(map(str, failed))} (docs/diagnostics.md)")
+
+
+def print_description_diagnostics(file: Path | None, norm=None, reuse=None, variants: str | None = None) -> None:
+    """Before `train` or `study` starts: the diagnostics of the variant it trains (or, with
+    `variants` — "all" or a comma-separated list — of each variant a study trains). Nothing
+    for a model with none, or when the input shape or class count comes from the data."""
+    if file is None:
+        return
+    keys = [None] if variants is None else norms.VARIANTS if variants == "all" else variants.split(",")
+    for key in keys:
+        if key is not None and key.strip() not in norms.ALL_VARIANTS:
+            continue  # the study reports an unknown variant itself
+        if key is not None:
+            norm, reuse = norms.parse_variant(key.strip())
+        found = diagnose_description(file, norm=norm, reuse=reuse)
+        print_diagnostics(found or [], console, f" ({key.strip()})" if key is not None else "")
 
 
 def register(app: typer.Typer) -> None:

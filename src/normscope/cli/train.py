@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import console, fail, user_errors
+from normscope.cli.common import console, err_console, fail, user_errors
+from normscope.cli.static import print_description_diagnostics
 from normscope.data import default_data_dir, download_cifar100
 from normscope.errors import NormscopeError
 
@@ -31,6 +33,12 @@ DataOpt = typer.Option(
     "--data",
     help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N] "
     "(default: the description's train.data)",
+)
+WeightsOpt = typer.Option(
+    None,
+    "--weights",
+    help="pretrained weights: a .pth state dict or torchvision:NAME, e.g. torchvision:vgg19.IMAGENET1K_V1 "
+    "(loaded by structure; docs/transfer.md)",
 )
 DataDirOpt = typer.Option(
     None,
@@ -53,6 +61,7 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="override train.seed"),
     subset: Optional[int] = typer.Option(None, "--subset", help="use a class-stratified subset of N training images"),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
+    weights: Optional[str] = WeightsOpt,
     fit_data: bool = typer.Option(
         False,
         "--fit-data",
@@ -71,8 +80,11 @@ def train_cmd(
 ):
     """Train a model description; writes a run directory under --out."""
     from normscope.train import TrainingFailed, train  # torch: only commands that train import it
+    from normscope.train.errors import RunInterrupted  # (as above)
 
     device = _check_train_options(locals())
+    if resume is None:
+        print_description_diagnostics(file, norm=norm, reuse=reuse)
     try:
         train(
             file,
@@ -88,6 +100,7 @@ def train_cmd(
             seed=seed,
             subset=subset,
             test_subset=test_subset,
+            weights=weights,
             device=device,
             fit_data=fit_data,
             compile=compile,
@@ -97,6 +110,8 @@ def train_cmd(
         )
     except TrainingFailed as exc:
         fail(f"training failed: {exc}", 1)
+    except RunInterrupted as exc:  # Ctrl-C or SIGTERM: the command that continues the run
+        fail(str(exc), 130)
 
 
 def _check_train_options(opts: dict) -> str:
@@ -122,6 +137,7 @@ def _check_train_options(opts: dict) -> str:
         "--seed": "seed",
         "--subset": "subset",
         "--test-subset": "test_subset",
+        "--weights": "weights",
         "--name": "name",
         "--compile": "compile",
         "--amp": "amp",
@@ -145,31 +161,83 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     data_dir: Optional[Path] = DataDirOpt,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    bn_stats: str = typer.Option(
+        "running",
+        "--bn-stats",
+        help="running (BatchNorm's running statistics, as Keras evaluates) | batch (also evaluate with "
+        "each batch's statistics, as in training, and show the gap)",
+    ),
+    weights: Optional[str] = typer.Option(
+        None,
+        "--weights",
+        help="evaluate the run's model with these weights instead of its checkpoint (.pth or torchvision:NAME)",
+    ),
 ):
     """Re-compute a run's metrics from its best checkpoint (test split by default)."""
-    from normscope.train import SCALAR_METRICS, evaluate_run, runs  # torch: only commands that train import it
+    # torch: only commands that train import it
+    from normscope.train import SCALAR_METRICS, runs
+    from normscope.train.evaluate import BN_STATS, evaluate_run_bn_stats
 
     if split not in ("test", "val", "train"):
         raise NormscopeError(f"--split must be test, val or train, got {split!r}")
-    m = evaluate_run(run_dir, device=device, data_dir=data_dir, split=split, checkpoint=checkpoint)
+    if bn_stats not in BN_STATS:
+        raise NormscopeError(f"--bn-stats must be running or batch, got {bn_stats!r}")
+    modes = ("running",) if bn_stats == "running" else ("running", "batch")
+    found = evaluate_run_bn_stats(run_dir, device, data_dir, split, checkpoint, modes, weights)
+    if weights is not None:  # on stderr: --json keeps stdout one JSON object
+        err_console.print(str(found["running"]["weights_report"]), highlight=False, markup=False)
+    note = _status_note(run_dir, runs)
+    if note:  # on stderr too
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    scalars = {mode: {k: m[k] for k in SCALAR_METRICS} for mode, m in found.items()}
     if as_json:
-        sys.stdout.write(json.dumps({k: m[k] for k in SCALAR_METRICS}, indent=2) + "\n")
+        doc = scalars["running"] if len(modes) == 1 else scalars | {"gap": _gap(scalars)}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     recorded = {}
     results_path = run_dir / runs.RESULTS
     if results_path.is_file():
         recorded = (runs.read_json(results_path).get(split) or {}) if checkpoint == "best" else {}
-    table = Table(title=f"{run_dir} - {split} ({checkpoint} checkpoint)", title_justify="left", header_style="bold")
+    which = "--weights" if weights is not None else f"{checkpoint} checkpoint"
+    console.print(_eval_table(f"{run_dir} - {split} ({which})", scalars, recorded if weights is None else {}))
+
+
+def _status_note(run_dir: Path, runs) -> str | None:
+    """What to know about a run that is not complete (its process may have died while
+    results.json still says running)."""
+    status = runs.effective_status(run_dir)
+    if status == "interrupted":
+        return f"{run_dir} was interrupted; continue it with: normscope train --resume {run_dir}"
+    if status == "running":
+        owner = runs.lock.owner(run_dir) or {}
+        return f"{run_dir} is still training (process {owner.get('pid', '?')} on {owner.get('host', '?')})"
+    if status == "failed":
+        return f"{run_dir} failed: {runs.read_json(run_dir / runs.RESULTS).get('message') or 'see results.json'}"
+    return None
+
+
+def _gap(scalars: dict[str, dict]) -> dict:
+    """Batch statistics minus running statistics, per metric."""
+    return {k: scalars["batch"][k] - v for k, v in scalars["running"].items()}
+
+
+def _eval_table(title: str, scalars: dict[str, dict], recorded: dict) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    both = len(scalars) > 1
+    for header in ("running stats", "batch stats", "batch − running") if both else ("value",):
+        table.add_column(header, justify="right")
     if recorded:
         table.add_column("results.json", justify="right")
+    gap = _gap(scalars) if both else {}
     for key, label in METRIC_LABELS:
-        row = [label, f"{m[key]:.4f}"]
+        row = [label, f"{scalars['running'][key]:.4f}"]
+        if both:
+            row += [f"{scalars['batch'][key]:.4f}", f"{gap[key]:+.4f}"]
         if recorded:
             row.append(f"{recorded[key]:.4f}" if recorded.get(key) is not None else "")
         table.add_row(*row)
-    console.print(table)
+    return table
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: download, inspect.")

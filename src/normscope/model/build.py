@@ -16,7 +16,9 @@ from torch import nn
 
 from normscope.errors import SpecError
 from normscope.model.graph import build_graph, norm_short
+from normscope.model.init import init_weights
 from normscope.model.modules import build_module
+from normscope.model.weights import load_weights
 from normscope.spec import ModelSpec, load_spec
 
 
@@ -111,15 +113,26 @@ def build_model(
     input_shape: tuple | None = None,
     classes: int | None = None,
     freeze: bool = True,
+    seed: int | None = None,
+    weights=None,
 ) -> NormscopeModel:
     """Compile a model description (path or ModelSpec) to a torch.nn.Module.
 
     `norm` / `reuse` override the description's; `input_shape` (C, H, W) and `classes`
     fill in `auto` values (or override). Layers named in `train.freeze` are frozen.
+    `seed` draws every convolution and dense layer from (seed, layer name), so variants
+    built with one seed share the initial weights of the layers they share
+    (`normscope.model.init`); None keeps torch's global random state.
+    `weights` (a .pth state dict, `torchvision:NAME` or a state dict) loads pretrained weights
+    by structure (`normscope.model.weights`); `model.weights_report` says what was loaded and
+    what kept its initialization. (A description's `train.weights` is loaded by the trainer.)
     """
     spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
     graph = build_graph(spec)
     model = NormscopeModel(graph, spec)
+    if seed is not None:
+        init_weights(model, seed)
+    model.weights_report = load_weights(model, weights) if weights is not None else None
     if freeze and spec.train.get("freeze"):
         frozen = apply_freeze(model, spec.train["freeze"])
         for pattern in spec.train["freeze"]:

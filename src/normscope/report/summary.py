@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from rich.markup import escape
 from rich.table import Table
 
 from normscope import norms
+from normscope.model.diagnostics import Diagnostic, diagnose
+from normscope.model.flops import layer_flops
 from normscope.model.graph import build_graph, param_totals
 from normscope.spec import load_spec
 
@@ -21,6 +24,7 @@ class LayerRow:
     non_trainable: int
     role: str
     reused: list[str] = field(default_factory=list)  # group names this layer feeds to the classifier
+    flops: int = 0  # forward FLOPs per image (normscope.model.flops)
 
 
 @dataclass
@@ -36,24 +40,32 @@ class Summary:
     trainable_params: int
     non_trainable_params: int
     warnings: list[str]
+    diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
     def total_params(self) -> int:
         return self.trainable_params + self.non_trainable_params
 
+    @property
+    def total_flops(self) -> int:
+        return sum(row.flops for row in self.layers)
+
     def to_dict(self) -> dict:
         out = asdict(self)
+        out["diagnostics"] = [d.to_dict() for d in self.diagnostics]
         out["total_params"] = self.total_params
+        out["total_flops"] = self.total_flops
         out["features"] = self.classifier_inputs.get("features", 0)
         out["reused"] = sum(v for k, v in self.classifier_inputs.items() if k != "features")
         return out
 
 
 def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> Summary:
-    """Shapes and Keras-convention parameter counts, from the graph alone (no torch)."""
+    """Shapes, Keras-convention parameter counts, FLOPs and diagnostics, from the graph alone (no torch)."""
     spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
     graph = build_graph(spec)
     classifier = graph.graph["classifier"]
+    flops = layer_flops(graph)
     rows = []
     for name in graph.graph["order"]:
         node = graph.nodes[name]
@@ -68,6 +80,7 @@ def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> 
                 non_trainable=non_trainable,
                 role=node["role"],
                 reused=[grp.name for grp in classifier.of_layer(name)],
+                flops=flops[name],
             )
         )
     trainable, non_trainable = param_totals(graph)
@@ -83,6 +96,7 @@ def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> 
         trainable_params=trainable,
         non_trainable_params=non_trainable,
         warnings=list(spec.warnings),
+        diagnostics=diagnose(graph),
     )
 
 
@@ -123,6 +137,7 @@ def render_rich(summary: Summary, console) -> None:
     table.add_column("output shape", justify="right")
     table.add_column("trainable", justify="right")
     table.add_column("non-trainable", justify="right")
+    table.add_column("FLOPs", justify="right")
     if summary.reuse:
         table.add_column("reused", justify="right")
     for row in summary.layers:
@@ -134,6 +149,7 @@ def render_rich(summary: Summary, console) -> None:
             _shape(row.output_shape),
             f"{row.trainable:,}" if row.trainable else "",
             f"{row.non_trainable:,}" if row.non_trainable else "",
+            f"{row.flops:,}" if row.flops else "",
         ]
         if summary.reuse:
             cells.append(str(sum(summary.classifier_inputs[g] for g in row.reused)) if row.reused else "")
@@ -142,9 +158,26 @@ def render_rich(summary: Summary, console) -> None:
     console.print(f"Trainable params:     {summary.trainable_params:,}")
     console.print(f"Non-trainable params: {summary.non_trainable_params:,}")
     console.print(f"Total params:         {summary.total_params:,}  (Keras convention)")
+    flops = summary.total_flops
+    console.print(f"FLOPs per image:      {flops:,}  ({human_flops(flops)}, multiply-add = 2)")
     console.print(f"Classifier input:     {composition(summary)}")
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+    print_diagnostics(summary.diagnostics, console)
+
+
+def human_flops(flops: int) -> str:
+    """36376576 -> '36.4 MFLOPs'."""
+    for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if flops >= scale:
+            return f"{flops / scale:.1f} {unit}FLOPs"
+    return f"{flops} FLOPs"
+
+
+def print_diagnostics(diagnostics: list[Diagnostic], console, prefix: str = "") -> None:
+    """One 'diagnostic:' line per diagnostic (docs/diagnostics.md); nothing when there are none."""
+    for d in diagnostics:
+        console.print(f"[bold yellow]diagnostic{escape(prefix)}:[/] {escape(str(d))}", highlight=False, soft_wrap=True)
 
 
 def render_keras(summary: Summary) -> str:

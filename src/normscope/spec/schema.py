@@ -58,6 +58,12 @@ TRAIN_ARGS: dict[str, Arg] = {
     "validation": Arg((float,), 0.1, check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
     "freeze": Arg((list,), None, help="layer names or glob patterns whose weights are not trained"),
     "lr_mult": Arg((dict,), None, help="{layer name or glob: learning-rate multiplier}"),
+    "weights": Arg(
+        (str, type(None)),
+        None,
+        help="pretrained weights loaded before training: a .pth state dict (relative to this file) or "
+        "torchvision:NAME, e.g. torchvision:vgg19.IMAGENET1K_V1 (docs/transfer.md)",
+    ),
     "data": Arg((str, type(None)), None, help="default data set (cifar100, fashion-mnist, npz:PATH, synthetic)"),
     "subset": Arg((int, type(None)), None, help="use only this many training images"),
     "seed": Arg((int,), 0),

@@ -9,6 +9,7 @@ Only this class writes and reads config.json; every config.json written so far r
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,13 +22,81 @@ from normscope.fileio import write_json
 from normscope.train.errors import RunError
 from normscope.train.settings import FieldReads, TrainSettings
 
-__all__ = ["CONFIG", "RunConfig", "STATS_TOLERANCE"]
+__all__ = ["CONFIG", "RunConfig", "STATS_TOLERANCE", "read_object"]
 
 CONFIG = "config.json"
 
 # the largest difference of a channel mean or std between the statistics recorded in
 # config.json and those of the data found now that still counts as the same data set
 STATS_TOLERANCE = 1e-6
+RERUN = "the run directory is damaged: re-run the training"
+
+# the types config.json's values must have (what the rest of normscope relies on)
+_NUMBER, _INT, _BOOL, _TEXT = (numbers.Real,), (int,), (bool,), (str,)
+_TYPES: dict[str, tuple] = {
+    "name": _TEXT,
+    "variant": _TEXT,
+    "data": _TEXT,
+    "validation": _NUMBER,
+    "standardize": _BOOL,
+    "split_seed": _INT,
+    "sizes": (dict,),
+    "input_shape": (list,),
+    "class_names": (list,),
+    "mean": (list,),
+    "std": (list,),
+    "train": (dict,),
+    "device": _TEXT,
+    "amp": _BOOL,
+    "channels_last": _BOOL,
+    "eval_batch_size": _INT,
+}
+_TRAIN_TYPES: dict[str, tuple] = {
+    "optimizer": _TEXT,
+    "lr": _NUMBER,
+    "epochs": _INT,
+    "batch_size": _INT,
+    "seed": _INT,
+    "step_size": _INT,
+    "warmup_epochs": _INT,
+    "gamma": _NUMBER,
+    "label_smoothing": _NUMBER,
+    "validation": _NUMBER,
+}
+
+
+def read_object(path: Path, advice: str) -> dict:
+    """The JSON object in ``path``; a RunError naming the file, where it breaks and ``advice``
+    (what to do) when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise RunError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); {advice}"
+        ) from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not valid JSON (not UTF-8 text); {advice}") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path}: not a JSON object; {advice}")
+    return value
+
+
+def _check_types(values: Mapping[str, Any], where) -> None:
+    """RunError naming the first key of config.json whose value has the wrong type."""
+    for prefix, mapping, types in (("", values, _TYPES), ("train.", values.get("train"), _TRAIN_TYPES)):
+        if not isinstance(mapping, Mapping):
+            continue
+        for key, wanted in types.items():
+            value = mapping.get(key)
+            if value is None and not prefix and key not in _REQUIRED_KEYS:
+                continue
+            bad = not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted)
+            if bad:
+                raise RunError(f"{where}: {prefix}{key} is {value!r}, not a {wanted[0].__name__}; {RERUN}")
+    for key in ("mean", "std"):
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values[key]):
+            raise RunError(f"{where}: {key} must be a list of numbers; {RERUN}")
 
 
 def device_defaults(device: torch.device) -> tuple[bool, bool]:
@@ -78,9 +147,13 @@ class RunConfig(FieldReads):
         names = {f.name for f in fields(cls)} - {"extra"}
         missing = [f.name for f in fields(cls) if _required(f) and f.name not in values]
         if missing:
-            raise RunError(f"{where}: not a run configuration of normscope (no {', '.join(missing)})")
+            raise RunError(f"{where}: not a run configuration of normscope (no {', '.join(missing)}); {RERUN}")
+        _check_types(values, where)
         known = {k: v for k, v in values.items() if k in names}
-        known["train"] = TrainSettings.from_dict(known["train"])
+        try:
+            known["train"] = TrainSettings.from_dict(known["train"])
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RunError(f"{where}: train is not a run's training settings ({exc}); {RERUN}") from None
         return cls(**known, extra={k: v for k, v in values.items() if k not in names})
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,8 +166,7 @@ class RunConfig(FieldReads):
         path = Path(run_dir) / CONFIG
         if not path.is_file():
             raise RunError(f"{run_dir}: not a normscope run directory (no {CONFIG})")
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f), where=path)
+        return cls.from_dict(read_object(path, RERUN), where=path)
 
     def write(self, run_dir: str | Path) -> None:
         write_json(Path(run_dir) / CONFIG, self.to_dict())
@@ -191,3 +263,6 @@ class RunConfig(FieldReads):
 
 def _required(f) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
+
+
+_REQUIRED_KEYS = {f.name for f in fields(RunConfig) if _required(f)}

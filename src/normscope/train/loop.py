@@ -9,6 +9,10 @@
              stop on a NaN/inf loss.
 5. Finish    test metrics of the best checkpoint, results.json, tables, curves.
 
+The run directory is locked while it trains (one writer). Ctrl-C and SIGTERM stop a run
+as ``interrupted`` with the command that continues it (RunInterrupted); a failed write (a
+full disk) stops it with an OSError that says so, the last complete checkpoint intact.
+
 The test split is never touched before step 5. On CUDA the forward/backward pass runs
 under bfloat16 autocast with channels_last tensors, optionally ``torch.compile``d; on
 CPU everything is float32 and the same seed gives identical numbers.
@@ -18,6 +22,7 @@ Python API: :func:`train` returns the run directory (see :mod:`normscope.train.r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -30,10 +35,12 @@ import normscope.train.runs as runs
 from normscope.data.batches import DeviceData, epoch_order, to_input
 from normscope.errors import SpecError
 from normscope.model.build import build_model, count_params
-from normscope.train.errors import TrainingFailed
+from normscope.model.weights import load_weights
+from normscope.spec.provenance import provenance
+from normscope.train.errors import RunError, RunInterrupted, TrainingFailed, interrupt_signals, interrupts_deferred
 from normscope.train.evaluate import autocast, evaluate_best, loss_and_accuracy, predict_logits
 from normscope.train.optim import lr_factor, make_optimizer, set_lr
-from normscope.train.prepare import PreparedRun, reopen_run, start_run
+from normscope.train.prepare import PreparedRun, commit_resume, new_run, reopen_run
 from normscope.train.progress import Reporter
 from normscope.train.state import TrainState
 
@@ -55,6 +62,7 @@ def train(
     seed: int | None = None,
     subset: int | None = None,
     test_subset: int | None = None,
+    weights: str | None = None,
     device: str | None = "auto",
     fit_data: bool = False,
     compile: bool | None = None,
@@ -73,46 +81,48 @@ def train(
     a fixed input/class count for a data set that differs. ``amp`` (bfloat16 autocast) and
     ``channels_last`` default to on for CUDA, off for CPU (where they can be asked for, mainly
     to exercise the GPU code path). ``subset``/``test_subset`` use
-    class-stratified subsets of the training/test images. ``resume`` continues the run
+    class-stratified subsets of the training/test images. ``weights`` (a .pth state dict,
+    relative to the working directory, or ``torchvision:NAME``) overrides ``train.weights``:
+    pretrained weights loaded by structure into the new model (normscope.model.weights),
+    with a report of what was loaded. ``resume`` continues the run
     directory of a killed run (``epochs`` may extend it; everything else comes from the
     run). ``callbacks`` are called with each epoch's metrics row (plus ``train_seconds``,
     the training loop alone, and ``run_dir``) after its checkpoint is written. Raises
     TrainingFailed when the loss becomes NaN/inf (the run directory keeps the last good
-    checkpoint, results.json says ``failed``).
+    checkpoint, results.json says ``failed``); RunInterrupted (a KeyboardInterrupt) after
+    Ctrl-C or SIGTERM; OSError after a failed write (a full disk), the last complete
+    checkpoint intact.
     """
     reporter = Reporter(progress)
-    if resume is not None:
-        run = reopen_run(Path(resume), epochs=epochs, device=device, data_dir=data_dir, reporter=reporter)
-    else:
-        overrides = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "data": data,
-            "subset": subset,
-            "compile": compile,
-        }
-        run = start_run(
-            description,
-            overrides=overrides,
-            data_dir=data_dir,
-            out=out,
-            name=name,
-            norm=norm,
-            reuse=reuse,
-            test_subset=test_subset,
-            device=device,
-            fit_data=fit_data,
-            amp=amp,
-            channels_last=channels_last,
-            eval_batch_size=eval_batch_size,
-            reporter=reporter,
-        )
-    trainer = Trainer(run, reporter)  # build: model, optimizer, loss, data on the device
-    trainer.restore(run.checkpoint)  # resume from last.pt, or start fresh
-    status, message = trainer.run_epochs(callbacks)  # train, validate, checkpoint each epoch
-    return trainer.finish(status, message)  # test metrics of best.pt, results.json, curves
+    with interrupt_signals():
+        if resume is not None:
+            run = reopen_run(Path(resume), epochs=epochs, device=device, data_dir=data_dir, reporter=reporter)
+        else:
+            run = new_run(description, locals(), reporter)  # train()'s arguments
+        try:
+            return _train(run, reporter, callbacks)
+        finally:
+            run.release()
+
+
+def _train(run: PreparedRun, reporter: Reporter, callbacks) -> Path:
+    """Build, restore (a resume's changes written only then), train, finish; an interrupted
+    or failed run says how to continue it."""
+    try:
+        trainer = Trainer(run, reporter)  # build: model, optimizer, loss, data on the device
+        trainer.restore(run.checkpoint)  # resume from last.pt, or start fresh (in memory)
+        commit_resume(run, trainer.state)  # a resume's new epochs, best.pt repaired, metrics.csv
+        status, message = trainer.run_epochs(callbacks)  # train, validate, checkpoint each epoch
+        return trainer.finish(status, message)  # test metrics of best.pt, results.json, curves
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(run.run_dir) from exc
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OSError(
+            exc.errno,
+            f"{exc.strerror or exc}{where}: the run stopped, its last complete checkpoint is intact; "
+            f"free space (or fix the cause), then continue with: normscope train --resume {run.run_dir}",
+        ) from exc
 
 
 # --------------------------------------------------------------------------- #
@@ -140,6 +150,9 @@ class Trainer:
         self.settings = t = run.config.train
         self.amp, self.channels_last = run.config.precision_on(run.device)
         self._build_model()
+        if run.weights is not None:  # a new run's pretrained weights, read and matched by start_run
+            reporter.note(str(load_weights(self.model, run.weights)))
+            run.weights = None  # their memory goes back
         self.data = DeviceData(run.splits, run.device, t.augment.crop)
         self.n_train, self.has_val = self.data.n("train"), self.data.n("val") > 0
         self.steps_per_epoch = math.ceil(self.n_train / t.batch_size)
@@ -155,8 +168,10 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        # weights from (seed, layer name): variants share the initial weights of shared layers;
+        # the global generator (dropout) is seeded after the build, so it starts alike too
+        model = build_model(description, seed=t.seed)
         torch.manual_seed(t.seed)
-        model = build_model(description)
         self.trainable, self.non_trainable = count_params(model)
         self.model = model.to(dev, memory_format=torch.channels_last) if self.channels_last else model.to(dev)
         self.optimizer = make_optimizer(self.model, t, file=description)
@@ -178,18 +193,24 @@ class Trainer:
 
     def restore(self, checkpoint: dict | None) -> None:
         """Continue from last.pt's ``checkpoint`` (weights, optimizer, RNG, state), or seed
-        a fresh start."""
+        a fresh start. Writes nothing; RunError when last.pt does not fit this run."""
+        self.saved = int(checkpoint["epoch"]) if checkpoint else 0  # epochs in last.pt
         if checkpoint is None:
             if self.device.type == "cuda":
                 torch.cuda.manual_seed(self.settings.seed)
             return
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.state = TrainState.from_checkpoint(checkpoint)
-        torch.set_rng_state(checkpoint["rng_cpu"])
-        if self.device.type == "cuda" and checkpoint.get("rng_cuda"):
-            torch.cuda.set_rng_state(checkpoint["rng_cuda"][0], self.device)
-        runs.repair_best(self.run_dir, checkpoint)
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.state = TrainState.from_checkpoint(checkpoint)
+            torch.set_rng_state(checkpoint["rng_cpu"])
+            if self.device.type == "cuda" and checkpoint.get("rng_cuda"):
+                torch.cuda.set_rng_state(checkpoint["rng_cuda"][0], self.device)
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RunError(
+                f"{self.run_dir / runs.LAST}: cannot be restored into this run ({first}); {runs.RERUN}"
+            ) from None
 
     # -- the epochs ------------------------------------------------------------------ #
 
@@ -214,17 +235,19 @@ class Trainer:
                     cb(dict(self.state.history[-1], run_dir=self.run_dir))
         except _Diverged as exc:
             return "failed", self._divergence_message(exc)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OSError) as exc:
             self.reporter.close()
-            runs.write_json(
-                self.run_dir / runs.RESULTS,
-                {
-                    "status": "interrupted",
-                    "message": f"interrupted; continue with: normscope train --resume {self.run_dir}",
-                    "epochs_done": len(self.state.history),
-                    "epochs": epochs,
-                },
-            )
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {exc.strerror or exc}"
+            with contextlib.suppress(OSError):  # (a full disk may refuse this too: the lock tells then)
+                runs.write_json(
+                    self.run_dir / runs.RESULTS,
+                    {
+                        "status": "interrupted",
+                        "message": f"{why}; continue with: normscope train --resume {self.run_dir}",
+                        "epochs_done": self.saved,
+                        "epochs": epochs,
+                    },
+                )
             raise
         finally:
             self.reporter.close()
@@ -309,24 +332,27 @@ class Trainer:
         return loss_and_accuracy(logits, self.data.y["val"])
 
     def checkpoint(self, improved: bool) -> None:
-        """metrics.csv, then last.pt, then (when ``improved``) best.pt: a kill in between
-        is repaired on resume (runs.repair_best)."""
+        """metrics.csv, then last.pt, then (when ``improved``) best.pt, Ctrl-C and SIGTERM
+        deferred until all are written; a kill in between is repaired on resume
+        (runs.repair_best, prepare.commit_resume)."""
         weights = {"model": _cpu_state(self.model), "epoch": self.state.epoch}
-        runs.write_history(self.run_dir / runs.METRICS, self.state.history)
-        runs.save_checkpoint(
-            self.run_dir / runs.LAST,
-            {
-                **weights,
-                **self.state.to_checkpoint(),
-                "optimizer": self.optimizer.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [],
-            },
-        )
-        if improved:
+        with interrupts_deferred():
+            runs.write_history(self.run_dir / runs.METRICS, self.state.history)
             runs.save_checkpoint(
-                self.run_dir / runs.BEST, {**weights, "val_accuracy": self.state.history[-1]["val_accuracy"]}
+                self.run_dir / runs.LAST,
+                {
+                    **weights,
+                    **self.state.to_checkpoint(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [],
+                },
             )
+            self.saved = self.state.epoch
+            if improved:
+                runs.save_checkpoint(
+                    self.run_dir / runs.BEST, {**weights, "val_accuracy": self.state.history[-1]["val_accuracy"]}
+                )
 
     def _divergence_message(self, exc: _Diverged) -> str:
         good = self.state.history[-1]["epoch"] if self.state.history else 0
@@ -364,6 +390,8 @@ class Trainer:
                 self.n_train * len(state.history) / state.loop_time if state.loop_time > 0 else None
             ),
             "device": str(self.device),
+            # the expanded description's hash, normscope's version and commit
+            "provenance": provenance(self.model.spec),
         }
         if state.history:
             runs.plot_curves(run_dir / runs.CURVES, state.history, title=f"{config.name} on {config.data}")
@@ -383,7 +411,7 @@ class Trainer:
         runs.write_json(run_dir / runs.RESULTS, results)
         if status == "failed":
             raise TrainingFailed(f"{run_dir}: {message}", run_dir)
-        if self.reporter.mode != "none":
+        if self.reporter.mode != "none" and "test" in results:
             m = results["test"]
             self.reporter.note(
                 f"test (best epoch {state.best_epoch}): loss {m['loss']:.4f}  "

@@ -1,11 +1,18 @@
 """Before the first epoch: a new run (settings, data, model fit, run directory) or a
-killed one reopened to resume. Both give a :class:`PreparedRun` to the loop.
+killed one reopened to resume. Both give a :class:`PreparedRun`, holding the run
+directory's lock (normscope.train.lock), to the loop.
 
-The test split is loaded here but not touched before the run finishes.
+Validate, then write: everything is checked (settings, output directory, data, the
+checkpoint against the description) before a new run directory is made or a file of an
+existing one changes; a resumed run's changes are written by :func:`commit_resume` once
+the trainer has restored last.pt. The test split is loaded here but not touched before the
+run finishes.
 """
 
 from __future__ import annotations
 
+import itertools
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +22,17 @@ import yaml
 import normscope.train.runs as runs
 from normscope.data.batches import Splits, prepare_data
 from normscope.errors import NormscopeError
+from normscope.model.build import build_model
+from normscope.model.weights import Weights, match_weights, read_weights, resolve_source
 from normscope.spec import load_spec
+from normscope.train import lock
+from normscope.train.checkpoint import LAST_KEYS
 from normscope.train.config import RunConfig
 from normscope.train.progress import Reporter
-from normscope.train.settings import pick_device, resolve_settings
+from normscope.train.settings import OVERRIDABLE, check_count, pick_device, resolve_settings
+from normscope.train.state import TrainState
 
-__all__ = ["PreparedRun", "start_run", "reopen_run", "fit_to_data"]
+__all__ = ["PreparedRun", "start_run", "new_run", "reopen_run", "commit_resume", "fit_to_data"]
 
 SPLIT_SEED = 0  # the splits depend on this only: runs with other training seeds see the same images
 
@@ -35,6 +47,13 @@ class PreparedRun:
     splits: Splits
     device: torch.device
     checkpoint: dict | None = None
+    weights: Weights | None = None  # a new run's pretrained weights (train.weights), already matched
+    run_lock: lock.RunLock | None = None  # the run directory's, held until the run ends
+    extend_to: int | None = None  # a resumed run's new epoch count, written by commit_resume
+
+    def release(self) -> None:
+        if self.run_lock is not None:
+            self.run_lock.release()
 
 
 # --------------------------------------------------------------------------- #
@@ -66,19 +85,16 @@ def start_run(
         raise NormscopeError("train needs a model description (or resume=RUN_DIR)")
     spec = load_spec(description, norm=norm, reuse=reuse)
     settings = resolve_settings(spec, overrides)
+    if test_subset is not None:
+        check_count(test_subset, "--test-subset (test images)")
     settings.data = _data_of(spec, settings.data)
+    settings.weights = _weights_of(spec, overrides.get("weights"), settings.weights)
+    runs.check_out_dir(out)  # before the data loads: a long run must not die at its first write
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser().resolve()
-    splits = prepare_data(
-        settings.data,
-        data_dir=data_dir,
-        subset=settings.subset,
-        test_subset=test_subset,
-        validation=settings.validation,
-        standardize=settings.standardize,
-        split_seed=SPLIT_SEED,
-    )
+    splits = _splits(settings, data_dir, test_subset)
     input_shape, classes, notes = fit_to_data(spec, splits, settings.data, fit_data)
+    weights = _matched_weights(spec, settings.weights, input_shape, classes)
     dev = pick_device(device)
     config = RunConfig.new(
         spec,
@@ -98,10 +114,70 @@ def start_run(
     run_dir = runs.create_run_dir(
         out, name or runs.default_run_name(spec.name, settings.data, settings.seed), unique=name is None
     )
-    _write_new_run(run_dir, spec, config, dev)
+    held = lock.acquire(run_dir)
+    try:
+        _write_new_run(run_dir, spec, config, dev)
+    except BaseException:  # (a full disk, Ctrl-C): no half-made run directory stays behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+        held.release()
+        raise
+    if name is not None and run_dir.name != name:
+        notes.append(f"note: --name {name!r} is not a safe directory name; the run directory is {run_dir}")
     for note in notes + [f"warning: {w}" for w in spec.warnings]:
         reporter.note(note)
-    return PreparedRun(run_dir, config, splits, dev)
+    return PreparedRun(run_dir, config, splits, dev, weights=weights, run_lock=held)
+
+
+def new_run(description, options: dict, reporter: Reporter) -> PreparedRun:
+    """:func:`start_run` with train()'s keyword arguments ``options``."""
+    overrides = {key: options[key] for key in OVERRIDABLE}
+    keys = ("data_dir", "out", "name", "norm", "reuse", "test_subset", "device", "fit_data", "amp", "channels_last")
+    return start_run(
+        description,
+        overrides=overrides,
+        eval_batch_size=options["eval_batch_size"],
+        reporter=reporter,
+        **{key: options[key] for key in keys},
+    )
+
+
+def _splits(settings, data_dir, test_subset: int | None) -> Splits:
+    """The data of a new run; refused when a split the run needs is empty."""
+    splits = prepare_data(
+        settings.data,
+        data_dir=data_dir,
+        subset=settings.subset,
+        test_subset=test_subset,
+        validation=settings.validation,
+        standardize=settings.standardize,
+        split_seed=SPLIT_SEED,
+    )
+    for split in ("train", "test"):
+        if len(splits.y[split]) == 0:
+            raise NormscopeError(f"{settings.data}: the {split} split is empty; a run needs {split} images")
+    return splits
+
+
+def _weights_of(spec, given: str | None, setting: str | None) -> str | None:
+    """The run's pretrained weights: a path given to train() from the working directory, one in
+    the description from the description's directory (absolute, so description.yml finds it)."""
+    if given:
+        return resolve_source(given)
+    if setting:
+        return resolve_source(setting, Path(spec.file).parent if spec.file else None)
+    return None
+
+
+def _matched_weights(spec, source: str | None, input_shape, classes) -> Weights | None:
+    """The pretrained weights read (downloaded) and matched against the model before the run
+    directory is made: a model on the meta device holds no memory and draws nothing."""
+    if source is None:
+        return None
+    weights = read_weights(source)
+    with torch.device("meta"):
+        probe = build_model(spec, input_shape=input_shape, classes=classes, freeze=False)
+    match_weights(probe, weights)
+    return weights
 
 
 def _data_of(spec, data: str | None) -> str:
@@ -170,35 +246,85 @@ def _write_new_run(run_dir: Path, spec, config: RunConfig, dev: torch.device) ->
 
 def reopen_run(run_dir: Path, *, epochs: int | None, device: str | None, data_dir, reporter: Reporter) -> PreparedRun:
     """A killed (or finished, when ``epochs`` extends it) run directory with last.pt's
-    contents; everything but ``epochs``, the device and ``data_dir`` comes from the run."""
-    if not (run_dir / runs.LAST).is_file():
-        if (run_dir / runs.CONFIG).is_file():
-            raise NormscopeError(
-                f"{run_dir}: no checkpoint to resume from (the run did not finish its first epoch); start it again"
-            )
-        raise NormscopeError(f"{run_dir}: not a normscope run directory")
+    contents; everything but ``epochs``, the device and ``data_dir`` comes from the run.
+
+    Takes the directory's lock (RunBusy when another live process holds it), then checks
+    everything (config.json, description.yml, results.json, last.pt against the description,
+    ``epochs``, the device, the data) and writes nothing: a refused resume leaves every file
+    as it was. A run killed before its first epoch ended (no last.pt) starts again from it."""
+    run_dir = Path(run_dir).expanduser()
+    runs.check_run_dir(run_dir)
+    held = lock.acquire(run_dir)
+    try:
+        return _reopen(run_dir, epochs, device, data_dir, reporter, held)
+    except BaseException:
+        held.release()
+        raise
+
+
+def _reopen(run_dir: Path, epochs, device, data_dir, reporter: Reporter, held: lock.RunLock) -> PreparedRun:
     config = RunConfig.read(run_dir)
-    results = runs.read_json(run_dir / runs.RESULTS) if (run_dir / runs.RESULTS).is_file() else {}
-    if epochs is not None and epochs != config.train.epochs:
-        _extend(run_dir, config, int(epochs))
-    elif results.get("status") == "completed":
+    spec = runs.run_spec(run_dir)  # description.yml is a description
+    status = _status(run_dir, reporter)
+    checkpoint = None
+    if (run_dir / runs.LAST).is_file():
+        checkpoint = runs.load_checkpoint(run_dir / runs.LAST, map_location="cpu", keys=LAST_KEYS)
+        with torch.device("meta"):  # the shapes of the run's model, without its memory
+            probe = build_model(run_dir / runs.DESCRIPTION)
+        runs.check_state(probe.state_dict(), checkpoint["model"], run_dir / runs.LAST)
+    done = int(checkpoint["epoch"]) if checkpoint else 0
+    extend_to = None
+    if epochs is not None:
+        epochs = check_count(epochs, "--epochs")
+        if epochs < done:
+            raise NormscopeError(f"--epochs {epochs}: {run_dir} has already done {done} epochs")
+        if epochs != config.train.epochs:
+            extend_to = epochs
+    if extend_to is None and status == "completed":
         raise NormscopeError(
             f"{run_dir}: the run is already complete ({config.train.epochs} epochs); pass --epochs to extend it"
         )
     dev = _resume_device(config, device, reporter)
     splits = config.load_splits(data_dir, where=run_dir)
-    checkpoint = runs.load_checkpoint(run_dir / runs.LAST, map_location="cpu")
-    reporter.note(f"resuming {run_dir} after epoch {checkpoint['epoch']}")
-    return PreparedRun(run_dir, config, splits, dev, checkpoint)
+    # a run started again from its first epoch starts from its pretrained weights again
+    weights = None if checkpoint else _matched_weights(spec, config.train.weights, config.input_shape, config.classes)
+    if extend_to is not None:
+        config.train.epochs = extend_to  # in memory: commit_resume writes it
+    reporter.note(
+        f"resuming {run_dir} after epoch {done}" if checkpoint else f"restarting {run_dir} (no epoch had finished)"
+    )
+    return PreparedRun(run_dir, config, splits, dev, checkpoint, weights, held, extend_to)
 
 
-def _extend(run_dir: Path, config: RunConfig, epochs: int) -> None:
-    """Set the run's epochs to ``epochs`` in description.yml (still valid) and config.json."""
-    config.train.epochs = epochs
-    doc = yaml.safe_load((run_dir / runs.DESCRIPTION).read_text())
-    doc["train"]["epochs"] = epochs
-    runs.write_text(run_dir / runs.DESCRIPTION, yaml.safe_dump(doc, sort_keys=False))
-    load_spec(run_dir / runs.DESCRIPTION)
+def _status(run_dir: Path, reporter: Reporter) -> str | None:
+    """results.json's status; a damaged results.json is rewritten by the resumed run."""
+    if not (run_dir / runs.RESULTS).is_file():
+        return None
+    try:
+        return runs.read_json(run_dir / runs.RESULTS).get("status")
+    except runs.RunError as exc:
+        reporter.note(f"note: {exc}")
+        return None
+
+
+def commit_resume(run: PreparedRun, state: TrainState) -> None:
+    """What a resume changes, once everything is checked and last.pt restored: the new epoch
+    count (description.yml, still valid, and config.json), best.pt where a kill left it one
+    improvement behind, metrics.csv as last.pt's history."""
+    if run.extend_to is not None:
+        _write_epochs(run.run_dir, run.config)
+    if run.checkpoint is not None:
+        runs.repair_best(run.run_dir, run.checkpoint)
+        runs.write_history(run.run_dir / runs.METRICS, state.history)
+
+
+def _write_epochs(run_dir: Path, config: RunConfig) -> None:
+    """The run's epochs in description.yml (its first comment lines kept) and config.json."""
+    text = (run_dir / runs.DESCRIPTION).read_text(encoding="utf-8")
+    head = "".join(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines(keepends=True)))
+    doc = yaml.safe_load(text)
+    doc.setdefault("train", {})["epochs"] = config.train.epochs
+    runs.write_text(run_dir / runs.DESCRIPTION, head + yaml.safe_dump(doc, sort_keys=False))
     config.write(run_dir)
 
 

@@ -1,7 +1,7 @@
 """Run directories: one per training run, everything needed to inspect, evaluate or
 resume it.
 
-Layout (file names are the constants below)::
+Layout (file names are the constants of :mod:`normscope.train.layout`)::
 
     runs/<name>/
       description.yml     the resolved model description (input, classes and the effective
@@ -15,9 +15,14 @@ Layout (file names are the constants below)::
       per_class.csv       per-class test accuracy of best.pt
       confusion_matrix.csv  test confusion matrix of best.pt (rows = true class)
       curves.png          training curves
+      .lock               while a process trains here: its pid and host (normscope.train.lock)
 
 Checkpoints hold only tensors and plain containers, are written atomically (temporary
-file + ``os.replace``) and are read with ``torch.load(weights_only=True)``.
+file + ``os.replace``) and are read with ``torch.load(weights_only=True)``
+(:mod:`normscope.train.checkpoint`). Every file is checked when it is read: a damaged one
+is a RunError naming it and what to do (:func:`normscope.train.layout.advice`).
+:func:`effective_status` is a run's status as it is (a run whose process died is
+'interrupted', whatever results.json last said).
 
 :func:`load_run` opens a run for analysis: ``run.model`` is the best checkpoint in eval
 mode and ``run.split("train" | "val" | "test")`` the preprocessed images exactly as the
@@ -26,40 +31,49 @@ trainer saw them (before augmentation).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
+import os
 import platform
-import re
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy
 import torch
 
-from normscope import __version__
 from normscope.data.batches import Splits, to_input
-from normscope.fileio import atomic_write, write_json
+from normscope.errors import SpecError
+from normscope.fileio import atomic_write, safe_component, write_json
 from normscope.model.build import build_model
 from normscope.spec import load_spec
-from normscope.train.config import CONFIG, RunConfig
+from normscope.spec.provenance import git_state
+from normscope.train import lock
+from normscope.train.checkpoint import CHECKPOINT_KEYS, check_state, load_checkpoint, repair_best, save_checkpoint
+from normscope.train.config import RunConfig, read_object
 from normscope.train.errors import RunError
-
-DESCRIPTION = "description.yml"
-ENV = "env.json"
-METRICS = "metrics.csv"
-LAST = "last.pt"
-BEST = "best.pt"
-RESULTS = "results.json"
-PER_CLASS = "per_class.csv"
-CONFUSION = "confusion_matrix.csv"
-CURVES = "curves.png"
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+from normscope.train.layout import (
+    BEST,
+    CONFIG,
+    CONFUSION,
+    CURVES,
+    DESCRIPTION,
+    ENV,
+    LAST,
+    METRICS,
+    PER_CLASS,
+    RERUN,
+    RESULTS,
+    advice,
+)
+from normscope.train.tables import (
+    HISTORY_COLUMNS,
+    plot_curves,
+    read_history,
+    write_confusion,
+    write_history,
+    write_per_class,
+)
+from normscope.version import __version__
 
 __all__ = [
     "DESCRIPTION",
@@ -78,10 +92,15 @@ __all__ = [
     "RunError",
     "load_run",
     "create_run_dir",
+    "check_out_dir",
+    "effective_status",
+    "check_state",
     "safe_name",
     "default_run_name",
+    "CHECKPOINT_KEYS",
     "save_checkpoint",
     "load_checkpoint",
+    "advice",
     "repair_best",
     "write_json",
     "read_json",
@@ -105,41 +124,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def save_checkpoint(path: Path, obj: dict) -> None:
-    """torch.save ``obj`` (tensors and plain containers only) atomically."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
-        raise RunError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
-
-
-def repair_best(run_dir: Path, checkpoint: dict) -> None:
-    """A kill between writing last.pt and best.pt leaves best.pt one improvement behind;
-    given last.pt's ``checkpoint``, rewrite best.pt with the weights it should hold (those
-    of last.pt when its epoch was the best one)."""
-    best_path = Path(run_dir) / BEST
-    if checkpoint["best_epoch"] == checkpoint["epoch"]:
-        current = load_checkpoint(best_path)["epoch"] if best_path.is_file() else None
-        if current != checkpoint["epoch"]:
-            save_checkpoint(
-                best_path,
-                {
-                    "model": checkpoint["model"],
-                    "epoch": checkpoint["epoch"],
-                    "val_accuracy": checkpoint["best_val_accuracy"],
-                },
-            )
+    """A JSON object of a run directory; RunError naming the file and what to do when it is damaged."""
+    return read_object(Path(path), advice(path))
 
 
 # --------------------------------------------------------------------------- #
@@ -147,26 +133,45 @@ def repair_best(run_dir: Path, checkpoint: dict) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def safe_name(model_name: str, data: str) -> str:
-    """``<model>-<data>`` usable as a directory name (``npz:path/x.npz`` -> ``npz-x``)."""
+def safe_name(model_name: str, data: str, limit: int = 80) -> str:
+    """``<model>-<data>`` usable as a directory name (``npz:path/x.npz`` -> ``npz-x``), at
+    most ``limit`` characters (fileio.safe_component)."""
     if data.startswith("npz:"):
         data = "npz-" + Path(data[4:]).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model_name}-{data}").strip("-")
+    return safe_component(f"{model_name}-{data}", "-", limit)
 
 
 def default_run_name(model_name: str, data: str, seed: int) -> str:
-    """``<model>-<data>-s<seed>-<YYYYmmdd-HHMMSS>`` with file-system-safe parts."""
-    return f"{safe_name(model_name, data)}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    """``<model>-<data>-s<seed>-<YYYYmmdd-HHMMSS>`` with file-system-safe parts, at most 80
+    characters (a long model name is shortened, the seed and the time kept)."""
+    suffix = f"-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    return safe_name(model_name, data, 80 - len(suffix)) + suffix
+
+
+def check_out_dir(out: str | Path, option: str = "--out") -> None:
+    """RunError unless ``out`` is, or can be made, a writable directory (checked before any
+    work: a long training must not die at its first checkpoint)."""
+    out = Path(out).expanduser()
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"{option} {out}: {existing} exists and is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"{option} {out}: cannot write in {existing} (not writable)")
 
 
 def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
-    """Create ``out/name``. With ``unique`` an existing name gets a suffix ``-2``, ``-3``...;
-    without it an existing non-empty directory is an error."""
+    """Create ``out/name``, ``name`` made one safe file-name component (fileio.safe_component:
+    the run directory is always inside ``out``). With ``unique`` an existing name gets a
+    suffix ``-2``, ``-3``...; without it an existing non-empty directory is an error."""
     out = Path(out).expanduser()
+    check_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f"cannot create the output directory {out}: {exc}") from exc
+        raise RunError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    name = safe_component(name)
     path = out / name
     k = 1
     while True:
@@ -177,9 +182,12 @@ def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
             if not unique:
                 if path.is_dir() and not any(path.iterdir()):
                     return path
-                raise RunError(
-                    f"{path} already exists; choose another --name or resume it with --resume {path}"
-                ) from None
+                if (path / CONFIG).is_file() and (path / DESCRIPTION).is_file():
+                    raise RunError(
+                        f"{path} already exists: continue it with: normscope train --resume {path} "
+                        "(or choose another --name)"
+                    ) from None
+                raise RunError(f"{path} already exists and is not a complete run: choose another --name") from None
             k += 1
             path = out / f"{name}-{k}"
 
@@ -187,20 +195,6 @@ def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
 # --------------------------------------------------------------------------- #
 # Environment
 # --------------------------------------------------------------------------- #
-
-
-def _git_commit(where: Path) -> dict:
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-        return {"commit": commit, "dirty": dirty}
-    except Exception:
-        return {"commit": None, "dirty": None}
 
 
 def environment(device=None) -> dict:
@@ -231,98 +225,8 @@ def environment(device=None) -> dict:
         env["cudnn"] = torch.backends.cudnn.version()
     else:
         env["device_name"] = platform.processor() or platform.machine()
-    env["git"] = _git_commit(Path(__file__).resolve().parent)
+    env["git"] = git_state()
     return env
-
-
-# --------------------------------------------------------------------------- #
-# Tables and the curves
-# --------------------------------------------------------------------------- #
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else str(v)
-    return str(v)
-
-
-def write_history(path: Path, history: Iterable[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HISTORY_COLUMNS)
-    for row in history:
-        w.writerow([_fmt(row.get(c)) for c in HISTORY_COLUMNS])
-    write_text(path, buf.getvalue())
-
-
-def read_history(path: Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            rows.append({k: (None if v == "" else (int(v) if k == "epoch" else float(v))) for k, v in r.items()})
-    return rows
-
-
-def write_per_class(path: Path, class_names, per_class_accuracy, confusion) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["class", "name", "support", "correct", "accuracy"])
-    for i, name in enumerate(class_names):
-        support = int(sum(confusion[i]))
-        w.writerow([i, name, support, int(confusion[i][i]), _fmt(float(per_class_accuracy[i])) if support else ""])
-    write_text(path, buf.getvalue())
-
-
-def write_confusion(path: Path, class_names, confusion) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["true \\ predicted", *class_names])
-    for name, row in zip(class_names, confusion):
-        w.writerow([name, *[int(v) for v in row]])
-    write_text(path, buf.getvalue())
-
-
-def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
-    """Loss and accuracy per epoch (train and validation) and the learning rate, as PNG.
-    Uses the Agg canvas directly: the global matplotlib backend is left alone."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: heavy, only for the curves
-    from matplotlib.figure import Figure  # (as above)
-    from matplotlib.ticker import MaxNLocator  # (as above)
-
-    fig = Figure(figsize=(12, 3.6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
-    ep = [r["epoch"] for r in history]
-
-    def series(key):
-        pts = [(e, r.get(key)) for e, r in zip(ep, history) if r.get(key) is not None]
-        return [p[0] for p in pts], [p[1] for p in pts]
-
-    for ax, what in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        for split, style in (("train", "-o"), ("val", "-s")):
-            xs, ys = series(f"{split}_{what}")
-            if xs:
-                ax.plot(xs, ys, style, ms=3, label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(what)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    xs, ys = series("lr")
-    ax_lr.plot(xs, ys, "-", color="tab:gray")
-    ax_lr.set_xlabel("epoch")
-    ax_lr.set_ylabel("learning rate (end of epoch)")
-    ax_lr.grid(alpha=0.3)
-    for ax in (ax_loss, ax_acc, ax_lr):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
 # --------------------------------------------------------------------------- #
@@ -347,8 +251,8 @@ class Run:
         self.config = RunConfig.read(self.path)
         self.results = read_json(self.path / RESULTS) if (self.path / RESULTS).is_file() else {}
         self.env = read_json(self.path / ENV) if (self.path / ENV).is_file() else {}
-        self.history = read_history(self.path / METRICS)
-        self.spec = load_spec(self.path / DESCRIPTION)
+        self.history = read_history(self.path / METRICS, advice(self.path / METRICS))
+        self.spec = run_spec(self.path)
         self._model = None
         self._splits = None
 
@@ -358,15 +262,16 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.results.get("status", "unknown")
+        """results.json's status, 'interrupted' where it says 'running' but its process died."""
+        return effective_status(self.path)
 
     @property
     def class_names(self) -> list[str]:
         return list(self.config.class_names)
 
     def build_model(self):
-        """A fresh (untrained) model of this run, on CPU, in train mode."""
-        return build_model(self.path / DESCRIPTION)
+        """A fresh model of this run, with the run's initial weights, on CPU, in train mode."""
+        return build_model(self.path / DESCRIPTION, seed=self.config.train.seed)
 
     def checkpoint_path(self, which: str | None = None) -> Path:
         which = which or self.checkpoint
@@ -378,11 +283,18 @@ class Run:
         """The model with the weights of checkpoint ``which`` ('best' | 'last'), eval mode."""
         path = self.checkpoint_path(which)
         if not path.is_file():
-            raise RunError(
-                f"{self.path}: no {path.name} yet (status: {self.status}); the run has not finished an epoch"
-            )
+            if (self.path / LAST).is_file():
+                raise RunError(f"{path}: missing; {advice(path)}")
+            status = self.status
+            why = {
+                "interrupted": "the run was interrupted before its first epoch ended; continue it with: "
+                f"normscope train --resume {self.path}",
+                "running": "the run is still in its first epoch",
+            }.get(status, f"the run ({status}) finished no epoch")
+            raise RunError(f"{self.path}: no {path.name} yet: {why}")
         ckpt = load_checkpoint(path)
         model = self.build_model()
+        check_state(model.state_dict(), ckpt["model"], path)
         model.load_state_dict(ckpt["model"])
         return model.to(device or self.device).eval()
 
@@ -417,9 +329,43 @@ def load_run(run_dir: str | Path, device="cpu", checkpoint: str = "best", data_d
     """Open a run directory (see the module docstring). ``data_dir`` overrides where the
     data set is looked for (e.g. on another machine)."""
     path = Path(run_dir).expanduser()
+    check_run_dir(path)
+    return Run(path, device=device, checkpoint=checkpoint, data_dir=data_dir)
+
+
+def check_run_dir(path: Path) -> None:
+    """RunError unless ``path`` is a run directory with its config.json and description.yml."""
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
-    for needed in (CONFIG, DESCRIPTION):
-        if not (path / needed).is_file():
-            raise RunError(f"{path}: not a normscope run directory (no {needed})")
-    return Run(path, device=device, checkpoint=checkpoint, data_dir=data_dir)
+    have = [(path / needed).is_file() for needed in (CONFIG, DESCRIPTION)]
+    if not any(have):
+        raise RunError(f"{path}: not a normscope run directory (no {CONFIG}, no {DESCRIPTION})")
+    for needed, there in zip((CONFIG, DESCRIPTION), have):
+        if not there:
+            raise RunError(f"{path / needed}: missing; {RERUN}")
+
+
+def run_spec(path: Path):
+    """The ModelSpec of a run's description.yml; a damaged one is a RunError saying so."""
+    try:
+        return load_spec(Path(path) / DESCRIPTION)
+    except SpecError as exc:
+        raise RunError(f"{exc}; {RERUN}") from None
+
+
+def effective_status(run_dir: str | Path) -> str:
+    """The status of a run as it is: results.json's ('completed', 'failed', 'interrupted',
+    'running'), except that a run whose process died (no live process holds its lock) is
+    'interrupted', not 'running'; without results.json 'running' (being prepared) or
+    'interrupted' (killed before its first epoch); 'damaged' when results.json cannot be
+    read, 'unknown' for a directory that is no run."""
+    path = Path(run_dir)
+    try:
+        status = read_json(path / RESULTS).get("status") if (path / RESULTS).is_file() else None
+    except RunError:
+        return "damaged"
+    if status not in (None, "running"):
+        return str(status)
+    if lock.owner(path) is not None:
+        return "running"
+    return "interrupted" if status == "running" or (path / CONFIG).is_file() else "unknown"

@@ -9,6 +9,8 @@ overrides into :class:`TrainSettings`, filling in the optimizer's tf.keras defau
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -18,7 +20,18 @@ from normscope.errors import NormscopeError, SpecError
 from normscope.keys import REQUIRED
 from normscope.spec import AUGMENT_ARGS, TRAIN_ARGS
 
-__all__ = ["KERAS_DEFAULTS", "OVERRIDABLE", "FieldReads", "Augment", "TrainSettings", "resolve_settings", "pick_device"]
+__all__ = [
+    "KERAS_DEFAULTS",
+    "OVERRIDABLE",
+    "SEED_MAX",
+    "FieldReads",
+    "Augment",
+    "TrainSettings",
+    "resolve_settings",
+    "check_count",
+    "check_seed",
+    "pick_device",
+]
 
 # What `lr: null` / `eps: null` mean for each optimizer: the defaults of tf.keras.
 KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -31,7 +44,24 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # the `train:` keys that keyword arguments of train() (and options of the CLI) override
-OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "data", "subset", "compile")
+OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "data", "subset", "compile", "weights")
+# seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators all take)
+SEED_MAX = 2**32 - 1
+
+
+def check_count(value, what: str, least: int = 1) -> int:
+    """``value`` as an int of at least ``least``; a NormscopeError naming ``what`` (an option or
+    a key) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        need = "a positive integer" if least == 1 else f"an integer of at least {least}"
+        raise NormscopeError(f"{what} must be {need}, got {value!r}")
+    return int(value)
+
+
+def check_seed(value, what: str = "--seed") -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= SEED_MAX:
+        raise NormscopeError(f"{what} must be an integer from 0 to {SEED_MAX:,}, got {value!r}")
+    return int(value)
 
 
 class FieldReads:
@@ -96,6 +126,7 @@ class TrainSettings(FieldReads):
     validation: float
     freeze: list[str] | None
     lr_mult: dict[str, float] | None
+    weights: str | None
     data: str | None
     subset: int | None
     seed: int
@@ -123,21 +154,27 @@ def resolve_settings(spec, overrides: dict | None = None) -> TrainSettings:
     applied and the optimizer's Keras defaults filled in where the description left
     ``null``."""
     t = _plain(dict(spec.train))
+    given = set()
     for key, value in (overrides or {}).items():
         if key not in OVERRIDABLE:
             raise ValueError(f"cannot override train.{key}")
         if value is not None:
             t[key] = value
+            given.add(key)
+
+    def where(key: str) -> str:  # the option, or the description's key, a value came from
+        return f"--{key.replace('_', '-')}" if key in given else f"{spec.file or 'the description'}: train.{key}"
+
     for key in ("epochs", "batch_size"):
-        if not isinstance(t[key], int) or t[key] <= 0:
-            raise NormscopeError(f"{key} must be a positive integer, got {t[key]!r}")
-    if t["subset"] is not None and t["subset"] <= 1:
-        raise NormscopeError(f"subset must be at least 2 training images, got {t['subset']}")
+        check_count(t[key], where(key))
+    if t["subset"] is not None:
+        check_count(t["subset"], where("subset") + " (training images)", least=2)
+    t["seed"] = check_seed(t["seed"], where("seed"))
     defaults = KERAS_DEFAULTS[t["optimizer"]]
     raw = (spec.document.get("train") or {}) if isinstance(spec.document, dict) else {}
     t["lr"] = float(defaults["lr"] if t["lr"] is None else t["lr"])
-    if t["lr"] <= 0:
-        raise NormscopeError(f"the learning rate must be positive, got {t['lr']}")
+    if not (math.isfinite(t["lr"]) and t["lr"] > 0):
+        raise NormscopeError(f"{where('lr')}: the learning rate must be a positive number, got {t['lr']}")
     if t["eps"] is None and "eps" in defaults:
         t["eps"] = defaults["eps"]
     if t["betas"] is None and "betas" in defaults:

@@ -6,6 +6,7 @@ draw("examples/vgg16.yml", "out", norm="in", reuse=True)   # {"tex": Path, "pdf"
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
@@ -18,6 +19,7 @@ from normscope.report.draw.graphviz import render_svg, to_dot
 from normscope.report.draw.layout import layout
 from normscope.report.draw.tikz import ToolMissing, compile_pdf, escape, pdf_to_png, render_tex
 from normscope.spec import ModelSpec, load_spec
+from normscope.spec.provenance import provenance, short
 
 FORMATS = ("tex", "pdf", "png", "svg", "dot")
 DEFAULT_FORMATS = ("tex", "pdf", "png")
@@ -27,6 +29,18 @@ __all__ = ["draw", "layout", "Layout", "render_tex", "compile_pdf", "escape", "F
 
 def _stderr(message: str):
     print(message, file=sys.stderr)
+
+
+PROVENANCE_LINE = "% provenance: not recorded\n"  # the template's placeholder
+
+
+def with_provenance(tex: str, prov: dict) -> str:
+    """The diagram's .tex with its provenance (description hash, normscope version, git commit)
+    in a comment and, through pdfTeX's \\pdfinfo, in the PDF's Subject."""
+    text = "".join(c for c in short(prov) if c.isalnum() or c in " .,:-()")  # safe in a PDF string
+    full = f"description sha256 {prov['description_sha256']}, " + text.partition(", ")[2]
+    info = rf"\ifdefined\pdfinfo\pdfinfo{{/Subject (normscope provenance: {full})}}\fi"
+    return tex.replace(PROVENANCE_LINE, f"% provenance: {full}\n{info}\n", 1)
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -82,6 +96,8 @@ def draw(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NormscopeError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):  # checked before any drawing
+        raise NormscopeError(f"cannot write in the output directory {out} (not writable)")
     stem = stem or safe_component(g.graph["name"])
     written: dict[str, Path] = {}
 
@@ -94,6 +110,7 @@ def draw(
             source=str(spec.file or ""),
             stem=stem,
         )
+        tex = with_provenance(tex, provenance(spec))
         if "tex" in wanted or not explicit:
             written["tex"] = atomic_write(out / f"{stem}.tex", tex)
         if {"pdf", "png"} & set(wanted):
