@@ -10,8 +10,15 @@ from normscope.norms import ALL_VARIANTS, parse_variant
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 ALL = sorted(EX.glob("*.yml"))
-IMAGENET = {"vgg16_imagenet", "vgg19_imagenet", "resnet18_imagenet", "resnet50_imagenet", "resnet50_birds",
-            "resnet50_birds_finetune", "vgg19_art"}
+IMAGENET = {
+    "vgg16_imagenet",
+    "vgg19_imagenet",
+    "resnet18_imagenet",
+    "resnet50_imagenet",
+    "resnet50_birds",
+    "resnet50_birds_finetune",
+    "vgg19_art",
+}
 
 
 def conv(cin, cout, k):

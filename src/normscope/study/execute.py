@@ -13,6 +13,7 @@ study. study.json records, per run, the directory's state and what this call did
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import queue as queue_module
@@ -40,7 +41,7 @@ from normscope.study.ray_engine import RayOptions, check_options, require_ray, r
 from normscope.study.tables import write_comparison
 from normscope.study.transfer import clean_incoming
 from normscope.study.worker import here, run_reporting, train_one
-from normscope.train import runs
+from normscope.train import lock, runs
 
 ENGINES = ("local", "ray")
 
@@ -107,11 +108,28 @@ def _prepare(description, variants, seeds, data, data_dir, out, settings: dict):
         raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
     if seeds < 1:
         raise StudyError("--seeds must be at least 1")
+    _check_settings(settings)
     load_dataset(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
     study_dir = (Path(out) / runs.safe_name(spec.family, data)).resolve()
     plan = make_plan(description, spec.family, data, variants, seeds, settings)
     check_protocol(study_dir, plan)
     return spec, plan, study_dir
+
+
+def _check_settings(settings: dict) -> None:
+    """The training settings a study passes to every run, checked before anything is written."""
+    for key, flag in (
+        ("epochs", "--epochs"),
+        ("subset", "--subset"),
+        ("test_subset", "--test-subset"),
+        ("batch_size", "--batch-size"),
+    ):
+        value = settings.get(key)
+        if value is not None and value < 1:
+            raise StudyError(f"{flag} must be at least 1, got {value}")
+    lr = settings.get("lr")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise StudyError(f"--lr must be a positive number, got {lr}")
 
 
 def run_study(
@@ -147,12 +165,52 @@ def run_study(
         raise StudyError(f"--engine: unknown {engine!r} (choose from {', '.join(ENGINES)})")
     if parallel < 1 or (threads is not None and threads < 1):
         raise StudyError("--parallel and --cpus-per-run must be at least 1")
+    if attribute_samples < 0:
+        raise StudyError(f"--samples must be at least 0, got {attribute_samples}")
     if engine == "ray":
         require_ray()
         check_options(ray or RayOptions())
     settings = {"epochs": epochs, "subset": subset, "test_subset": test_subset, "batch_size": batch_size, "lr": lr}
     spec, plan, study_dir = _prepare(description, variants, seeds, data, data_dir, out, settings)
     (study_dir / RUNS).mkdir(parents=True, exist_ok=True)
+    with lock.acquire(study_dir):  # one writer per study: a second study here refuses, naming this one
+        check_protocol(study_dir, plan)  # again, now that no other writer can change study.json
+        return _run_locked(
+            description,
+            spec,
+            plan,
+            study_dir,
+            data_dir,
+            device,
+            attribute,
+            attribute_samples,
+            parallel,
+            threads,
+            engine,
+            ray,
+            epochs,
+            log,
+            console,
+        )
+
+
+def _run_locked(
+    description,
+    spec,
+    plan,
+    study_dir,
+    data_dir,
+    device,
+    attribute,
+    attribute_samples,
+    parallel,
+    threads,
+    engine,
+    ray,
+    epochs,
+    log,
+    console,
+) -> Path:
     clean_incoming(study_dir / RUNS)
     if threads is None and parallel > 1:
         threads = max(1, (os.cpu_count() or 1) // parallel)
