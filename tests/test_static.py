@@ -54,3 +54,42 @@ def test_summary_json_counts_without_torch_match_the_thesis():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert json.loads(out.stdout) == [577812, 992, False], out.stderr
+
+
+def _summary_json(*args):
+    out = subprocess.run(
+        [sys.executable, "-m", "normscope", "summary", *args, "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_norm_option_on_the_command_line_selects_per_image_bn_statistics():
+    """`--norm-option bn.reuse_stats=image` overrides the description: the BatchNorm reuse
+    diagnostic goes away and each BN layer adds its per-image statistics' work (4 FLOPs per
+    value of its C·H·W input: 16·32·32 + 32·16·16 + 64·8·8 + 128·4·4 = 30,720 values)."""
+    batch = _summary_json(str(EX / "vgg16_bn_v2.yml"))
+    image = _summary_json(str(EX / "vgg16_bn_v2.yml"), "--norm-option", "bn.reuse_stats=image")
+    assert [d["code"] for d in batch["diagnostics"]] == ["batch-stats-reuse"]
+    assert image["diagnostics"] == []
+    assert image["total_flops"] - batch["total_flops"] == 4 * 30_720
+    assert image["total_params"] == batch["total_params"]
+
+
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        ("bnreuse", "--norm-option must be NORM.KEY=VALUE"),
+        ("bn.reuse_stat=image", "unknown norm option 'reuse_stat'; did you mean 'reuse_stats'?"),
+        ("xx.eps=0.1", "`norm_options` key 'xx' must be one of"),
+    ],
+)
+def test_bad_norm_options_are_refused(value, words):
+    out = subprocess.run(
+        [sys.executable, "-m", "normscope", "summary", str(EX / "vgg16_bn_v2.yml"), "--norm-option", value],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert words in " ".join(out.stderr.split())

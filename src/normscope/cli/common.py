@@ -7,6 +7,7 @@ import os
 import sys
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 
@@ -54,6 +55,30 @@ def _fail_or_raise(message: str, code: int):
     if debugging():
         raise
     fail(message, code)
+
+
+NormOptionOpt = typer.Option(
+    None,
+    "--norm-option",
+    help="override a normalization option, NORM.KEY=VALUE (repeatable), e.g. bn.reuse_stats=image or gn.groups=8",
+)
+
+
+def parse_norm_options(items: list[str] | None) -> dict | None:
+    """['bn.reuse_stats=image', ...] -> {'bn': {'reuse_stats': 'image'}}; values read as YAML scalars."""
+    if not items:
+        return None
+    out: dict[str, dict] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        norm, dot, option = key.partition(".")
+        if not (eq and dot and norm and option and value):
+            raise NormscopeError(f"--norm-option must be NORM.KEY=VALUE (e.g. bn.reuse_stats=image), got {item!r}")
+        try:
+            out.setdefault(norm, {})[option] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise NormscopeError(f"--norm-option {item!r}: the value is not a plain value") from None
+    return out
 
 
 def parse_shape(text: str | None) -> tuple | None:

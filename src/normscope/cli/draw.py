@@ -7,7 +7,18 @@ from typing import Optional
 
 import typer
 
-from normscope.cli.common import ClassesOpt, InputOpt, NormOpt, ReuseOpt, console, err_console, parse_shape, user_errors
+from normscope.cli.common import (
+    ClassesOpt,
+    InputOpt,
+    NormOpt,
+    NormOptionOpt,
+    ReuseOpt,
+    console,
+    err_console,
+    parse_norm_options,
+    parse_shape,
+    user_errors,
+)
 from normscope.report.draw import draw as draw_model
 
 
@@ -18,6 +29,7 @@ def draw(
     reuse: Optional[bool] = ReuseOpt,
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
+    norm_option: Optional[list[str]] = NormOptionOpt,
     out: Path = typer.Option(Path("."), "-o", "--out", help="output directory (files are named after the model)"),
     format: Optional[str] = typer.Option(
         None,
@@ -42,6 +54,7 @@ def draw(
         reuse=reuse,
         input_shape=parse_shape(input),
         classes=classes,
+        norm_options=parse_norm_options(norm_option),
         abbreviations=abbreviations,
         legend=legend,
         title=title,

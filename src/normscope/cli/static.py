@@ -16,10 +16,12 @@ from normscope.cli.common import (
     ClassesOpt,
     InputOpt,
     NormOpt,
+    NormOptionOpt,
     ReuseOpt,
     console,
     err_console,
     fail,
+    parse_norm_options,
     parse_shape,
     user_errors,
 )
@@ -34,6 +36,7 @@ def summary(
     reuse: Optional[bool] = ReuseOpt,
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
+    norm_option: Optional[list[str]] = NormOptionOpt,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     keras: bool = typer.Option(False, "--keras", help="print in the layout of Keras' model.summary()"),
     weights: Optional[str] = typer.Option(
@@ -43,7 +46,8 @@ def summary(
     """Layers, shapes, parameter counts (Keras convention), FLOPs, classifier input, diagnostics.
 
     FLOPs are per image (a multiply-add counts 2); diagnostics: docs/diagnostics.md."""
-    s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
+    options = parse_norm_options(norm_option)
+    s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes, norm_options=options)
     report = None if weights is None else _match_weights(file, norm, reuse, parse_shape(input), classes, weights)
     if as_json:
         doc = s.to_dict() | ({"weights": report.to_dict()} if report is not None else {})

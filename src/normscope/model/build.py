@@ -115,6 +115,7 @@ def build_model(
     freeze: bool = True,
     seed: int | None = None,
     weights=None,
+    norm_options: dict | None = None,
 ) -> NormscopeModel:
     """Compile a model description (path or ModelSpec) to a torch.nn.Module.
 
@@ -126,8 +127,11 @@ def build_model(
     `weights` (a .pth state dict, `torchvision:NAME` or a state dict) loads pretrained weights
     by structure (`normscope.model.weights`); `model.weights_report` says what was loaded and
     what kept its initialization. (A description's `train.weights` is loaded by the trainer.)
+    `norm_options` override the description's, e.g. {"bn": {"reuse_stats": "image"}}.
     """
-    spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+    spec = load_spec(
+        source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes, norm_options=norm_options
+    )
     graph = build_graph(spec)
     model = NormscopeModel(graph, spec)
     if seed is not None:

@@ -60,9 +60,11 @@ class Summary:
         return out
 
 
-def summarize(source, norm=None, reuse=None, input_shape=None, classes=None) -> Summary:
+def summarize(source, norm=None, reuse=None, input_shape=None, classes=None, norm_options=None) -> Summary:
     """Shapes, Keras-convention parameter counts, FLOPs and diagnostics, from the graph alone (no torch)."""
-    spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+    spec = load_spec(
+        source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes, norm_options=norm_options
+    )
     graph = build_graph(spec)
     classifier = graph.graph["classifier"]
     flops = layer_flops(graph)

@@ -30,16 +30,20 @@ def load_spec(
     reuse: bool | None = None,
     input_shape: tuple | None = None,
     classes: int | None = None,
+    norm_options: dict | None = None,
 ) -> ModelSpec:
-    """Load and validate a model description (a path or a ModelSpec, returned re-resolved)."""
+    """Load and validate a model description (a path or a ModelSpec, returned re-resolved).
+    `norm_options` ({norm: {option: value}}, e.g. {"bn": {"reuse_stats": "image"}}) override
+    the description's `norm_options:` (and its variants' ones)."""
     if isinstance(source, ModelSpec):
-        if norm is None and reuse is None and input_shape is None and classes is None:
+        if norm is None and reuse is None and input_shape is None and classes is None and not norm_options:
             return source
         source, norm, reuse, input_shape, classes = _reresolve(source, norm, reuse, input_shape, classes)
     path = Path(source)
     doc = read_document(path)
     chosen_norm, chosen_reuse = _choose_variant(doc, path, norm, reuse)
     doc = _merge_variant(doc, path, variant_key(chosen_norm, chosen_reuse))
+    doc = _override_norm_options(doc, norm_options)
     family, name = _names(doc, path, chosen_norm, chosen_reuse, overridden=norm is not None or reuse is not None)
     env, body = _substitute_vars(doc, path)
     shape = input_shape or parse_input(body.get("input", "auto"), **where_key(doc, "input", path))
@@ -66,6 +70,15 @@ def load_spec(
         document=document,
         warnings=warnings,
     )
+
+
+def _override_norm_options(doc: LDict, options: dict | None) -> LDict:
+    """The description with `options` merged over its `norm_options:` (the command line wins)."""
+    if not options:
+        return doc
+    over = LDict({"norm_options": LDict({k: LDict(v) if isinstance(v, dict) else v for k, v in options.items()})})
+    over.key_files = {"norm_options": None}
+    return merge(doc, over)
 
 
 def _reresolve(spec: ModelSpec, norm, reuse, input_shape, classes) -> tuple:

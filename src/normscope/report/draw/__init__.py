@@ -54,6 +54,18 @@ def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...] | None
     return out
 
 
+def _output_dir(out_dir) -> Path:
+    """The output directory, made and checked writable before any drawing."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NormscopeError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise NormscopeError(f"cannot write in the output directory {out} (not writable)")
+    return out
+
+
 def draw(
     source: str | Path | ModelSpec,
     out_dir: str | Path = ".",
@@ -63,6 +75,7 @@ def draw(
     reuse: bool | None = None,
     input_shape: tuple | None = None,
     classes: int | None = None,
+    norm_options: dict | None = None,
     abbreviations: bool | None = None,
     legend: bool | None = None,
     title: str | None = None,
@@ -75,15 +88,16 @@ def draw(
     """Draw a model description; returns {format: path} of the files written.
 
     `formats` None means tex, and pdf and png when pdflatex and pdftoppm are installed (a
-    message through `notify` says what to install when they are not). Formats asked for
-    explicitly raise ToolMissing (after the .tex is written) when their program is missing.
-    Options left None come from the description's `draw:` section.
+    message through `notify` says what to install when they are not). Formats asked for explicitly raise
+    ToolMissing (after the .tex is written) when their program is missing; None options: the `draw:` section.
     """
     notify = notify or _stderr
     wanted = parse_formats(formats)
     explicit = wanted is not None
     wanted = wanted or DEFAULT_FORMATS
-    spec = load_spec(source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+    spec = load_spec(
+        source, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes, norm_options=norm_options
+    )
     g = build_graph(spec)
     opts = dict(spec.draw)
     for key, value in (("abbreviations", abbreviations), ("legend", legend), ("title", title), ("scale", scale)):
@@ -91,13 +105,7 @@ def draw(
             opts[key] = value
     if not opts["scale"] > 0:
         raise NormscopeError(f"scale must be positive, got {opts['scale']}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NormscopeError(f"cannot create the output directory {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):  # checked before any drawing
-        raise NormscopeError(f"cannot write in the output directory {out} (not writable)")
+    out = _output_dir(out_dir)
     stem = stem or safe_component(g.graph["name"])
     written: dict[str, Path] = {}
 
