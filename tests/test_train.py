@@ -369,6 +369,10 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert done == 1
     assert json.loads((run / "results.json").read_text())["status"] == "running"
     assert runs.effective_status(run) == "interrupted"  # its process is gone: not running
+    shown = CliRunner().invoke(app, ["eval", str(run)])
+    assert shown.exit_code == 0 and f"{run} was interrupted; continue it with: normscope train --resume" in " ".join(
+        shown.output.split()
+    )
     assert not list(run.glob(".*.tmp"))
     resumed = subprocess.run(
         [

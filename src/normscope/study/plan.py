@@ -36,14 +36,12 @@ def parse_variants(text: str | None) -> list[str]:
 
 
 def run_state(run_dir: Path) -> str:
-    """done | partial (has a checkpoint to resume) | failed | new."""
-    results = Path(run_dir) / runs.RESULTS
-    if results.is_file():
-        status = runs.read_json(results).get("status")
-        if status == "completed":
-            return "done"
-        if status == "failed":
-            return "failed"
+    """done | failed | running (a live process trains it) | partial (a checkpoint to resume:
+    interrupted, its process dead) | new. From `runs.effective_status`, so a run whose
+    process died is not taken for a running one."""
+    status = runs.effective_status(run_dir)
+    if status in ("completed", "failed", "running"):
+        return {"completed": "done"}.get(status, status)
     return "partial" if (Path(run_dir) / runs.LAST).is_file() else "new"
 
 

@@ -36,7 +36,7 @@ def train_one(job: dict, on_epoch: Callable[[int], object] | None = None) -> dic
     state = run_state(run_dir)
     callbacks = [lambda row: on_epoch(row["epoch"])] if on_epoch else []
     try:
-        if state == "partial":
+        if state in ("partial", "running"):  # (a live holder of the run's lock makes the resume refuse)
             for stray in run_dir.glob(".*.tmp"):  # a write the killed attempt left unfinished
                 stray.unlink(missing_ok=True)
             train(resume=run_dir, device=job["device"], data_dir=job["data_dir"], progress="none", callbacks=callbacks)
