@@ -175,74 +175,38 @@ def run_study(
     (study_dir / RUNS).mkdir(parents=True, exist_ok=True)
     with lock.acquire(study_dir):  # one writer per study: a second study here refuses, naming this one
         check_protocol(study_dir, plan)  # again, now that no other writer can change study.json
-        return _run_locked(
-            description,
-            spec,
-            plan,
+        clean_incoming(study_dir / RUNS)
+        if threads is None and parallel > 1:
+            threads = max(1, (os.cpu_count() or 1) // parallel)
+        jobs = make_jobs(
+            Path(description).resolve(),
             study_dir,
-            data_dir,
-            device,
-            attribute,
-            attribute_samples,
-            parallel,
-            threads,
-            engine,
-            ray,
-            epochs,
-            log,
-            console,
+            plan,
+            data_dir=Path(data_dir).resolve() if data_dir else None,
+            device=device,
+            attribute=attribute,
+            attribute_samples=attribute_samples,
+            threads=threads,
         )
-
-
-def _run_locked(
-    description,
-    spec,
-    plan,
-    study_dir,
-    data_dir,
-    device,
-    attribute,
-    attribute_samples,
-    parallel,
-    threads,
-    engine,
-    ray,
-    epochs,
-    log,
-    console,
-) -> Path:
-    clean_incoming(study_dir / RUNS)
-    if threads is None and parallel > 1:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
-    jobs = make_jobs(
-        Path(description).resolve(),
-        study_dir,
-        plan,
-        data_dir=Path(data_dir).resolve() if data_dir else None,
-        device=device,
-        attribute=attribute,
-        attribute_samples=attribute_samples,
-        threads=threads,
-    )
-    for job in jobs:  # an npz file by its absolute path: the runs may start elsewhere (a Ray worker)
-        if job["data"].startswith("npz:") and Path(job["data"][4:]).expanduser().exists():
-            job["data"] = "npz:" + str(Path(job["data"][4:]).expanduser().resolve())
-    plan["runs"] = plan_runs(jobs, study_dir)
-    plan["engine"] = engine if engine == "local" else f"ray ({(ray or RayOptions()).address or 'this machine'})"
-    runs.write_json(study_dir / STUDY, plan)
-    todo = [j for j in jobs if not is_finished(j)]
-    how = f"{parallel} at a time" if engine == "local" else "on Ray"
-    log(f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({how})")
-    start = time.time()
-    board = Board([Path(j["run_dir"]).name for j in todo], epochs or spec.train.get("epochs"), log, console)
-    with board:
-        if engine == "ray" and todo:
-            run_ray(todo, study_dir, ray or RayOptions(), device, board)
-        elif todo:
-            run_local(todo, parallel, board)
-    _record(plan, study_dir, board, time.time() - start)
-    write_comparison(collect([study_dir]), study_dir)
-    return study_dir
+        for job in jobs:  # an npz file by its absolute path: the runs may start elsewhere (a Ray worker)
+            if job["data"].startswith("npz:") and Path(job["data"][4:]).expanduser().exists():
+                job["data"] = "npz:" + str(Path(job["data"][4:]).expanduser().resolve())
+        plan["runs"] = plan_runs(jobs, study_dir)
+        plan["engine"] = engine if engine == "local" else f"ray ({(ray or RayOptions()).address or 'this machine'})"
+        runs.write_json(study_dir / STUDY, plan)
+        todo = [j for j in jobs if not is_finished(j)]
+        how = f"{parallel} at a time" if engine == "local" else "on Ray"
+        log(f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({how})")
+        start = time.time()
+        board = Board([Path(j["run_dir"]).name for j in todo], epochs or spec.train.get("epochs"), log, console)
+        with board:
+            if engine == "ray" and todo:
+                run_ray(todo, study_dir, ray or RayOptions(), device, board)
+            elif todo:
+                run_local(todo, parallel, board)
+        _record(plan, study_dir, board, time.time() - start)
+        write_comparison(collect([study_dir]), study_dir)
+        return study_dir
 
 
 def _record(plan: dict, study_dir: Path, board: Board, seconds: float) -> None:
