@@ -103,3 +103,25 @@ def test_hostile_descriptions(case, command, tmp_path):
     for word in words:
         assert word in message, (word, message)
     assert "SECRETHASH" not in out.stderr + out.stdout
+
+
+HUGE = HEAD.replace("input: [3, 8, 8]", "input: [3, 32, 32]") + "layers:\n  - conv: 1000000000000\n" + TAIL
+
+
+def test_a_model_too_large_for_memory_is_reported_and_refused(tmp_path):
+    """summary warns with the size in bytes; check --strict and train refuse; train
+    allocates nothing and leaves no run directory."""
+    _write(tmp_path, {"d.yml": HUGE})
+    summary = run_cli(["summary", "d.yml"], tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    text = " ".join((summary.stdout + summary.stderr).split())
+    assert "d.yml:7" in text and "7,312,000,000,000,008 bytes (float32)" in text and "cannot be built here" in text
+    assert "largest layer: 'dense1'" in text
+    strict = run_cli(["check", "--strict", "d.yml"], tmp_path)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    train = run_cli(
+        ["train", "d.yml", "--data", "synthetic:train=60,test=20,size=32,classes=2", "--out", "runs"], tmp_path
+    )
+    assert train.returncode == 2 and "Traceback" not in train.stderr, train.stderr
+    assert "cannot be built here" in " ".join(train.stderr.split())
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -29,7 +29,7 @@ from normscope.model.graph import build_graph
 from normscope.model.kinds import pool_window
 from normscope.spec import load_spec
 
-CODES = ("constant-pooled", "one-pixel", "batch-stats-reuse", "nothing-reused")
+CODES = ("too-large", "constant-pooled", "one-pixel", "batch-stats-reuse", "nothing-reused")
 
 # kinds that map a per-channel spatial mean that is the same for every image to another such
 # mean: dropout (identity in evaluation), zero padding (a fixed factor), BatchNorm (a
@@ -76,7 +76,7 @@ def _display_path(file: str) -> str:
 def diagnose(graph: nx.DiGraph) -> list[Diagnostic]:
     """Every diagnostic of a built graph: those of each norm layer in network order, then
     those of the reuse."""
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = too_large(graph)
     for name in graph.graph["order"]:
         node = graph.nodes[name]
         norm = norms.norm_of_kind(node["kind"])
@@ -220,3 +220,29 @@ def _nothing_reused(graph: nx.DiGraph) -> list[Diagnostic]:
             **_loc(graph.nodes[output]),
         )
     ]
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def weight_bytes(graph: nx.DiGraph) -> int:
+    """The model's weights in float32 (4 bytes each), trainable and not."""
+    return 4 * sum(sum(graph.nodes[n]["params"]) for n in graph.graph["order"])
+
+
+def too_large(graph: nx.DiGraph) -> list[Diagnostic]:
+    """Weights that alone would not fit in this machine's memory: the model cannot be built here."""
+    size, memory = weight_bytes(graph), memory_bytes()
+    if memory is None or size <= memory:
+        return []
+    biggest = max(graph.graph["order"], key=lambda n: sum(graph.nodes[n]["params"]))
+    message = (
+        f"the weights alone take {size:,} bytes (float32), more than this machine's {memory:,} bytes of memory: "
+        f"the model cannot be built here (largest layer: '{biggest}')"
+    )
+    return [Diagnostic("too-large", message, (biggest,), **_loc(graph.nodes[biggest]))]

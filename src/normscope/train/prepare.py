@@ -23,6 +23,8 @@ import normscope.train.runs as runs
 from normscope.data.batches import Splits, prepare_data
 from normscope.errors import NormscopeError
 from normscope.model.build import build_model
+from normscope.model.diagnostics import too_large
+from normscope.model.graph import build_graph
 from normscope.model.weights import Weights, match_weights, read_weights, resolve_source
 from normscope.spec import load_spec
 from normscope.train import lock
@@ -94,6 +96,7 @@ def start_run(
         data_dir = Path(data_dir).expanduser().resolve()
     splits = _splits(settings, data_dir, test_subset)
     input_shape, classes, notes = fit_to_data(spec, splits, settings.data, fit_data)
+    _check_fits_memory(spec, input_shape, classes)
     weights = _matched_weights(spec, settings.weights, input_shape, classes)
     dev = pick_device(device)
     config = RunConfig.new(
@@ -178,6 +181,12 @@ def _matched_weights(spec, source: str | None, input_shape, classes) -> Weights 
         probe = build_model(spec, input_shape=input_shape, classes=classes, freeze=False)
     match_weights(probe, weights)
     return weights
+
+
+def _check_fits_memory(spec, input_shape, classes) -> None:
+    """A model whose weights alone exceed this machine's memory is refused before it is built."""
+    for problem in too_large(build_graph(spec, input_shape=input_shape, classes=classes)):
+        raise NormscopeError(str(problem))
 
 
 def _data_of(spec, data: str | None) -> str:
