@@ -125,3 +125,37 @@ def test_a_model_too_large_for_memory_is_reported_and_refused(tmp_path):
     assert train.returncode == 2 and "Traceback" not in train.stderr, train.stderr
     assert "cannot be built here" in " ".join(train.stderr.split())
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+INJECTION = (
+    "name: '<x> { a [URL=\"javascript:alert(1)\"] } digraph <y>'\ninput: [3, 8, 8]\nclasses: 2\nlayers:\n"
+    "  - conv: {filters: 4, caption: 'c\" URL=\"javascript:alert(2)'}\n  - flatten\n  - dense\n"
+)
+
+
+def test_names_and_captions_are_inert_in_dot_and_svg(tmp_path):
+    """A DOT payload in the model name or a caption stays text: the SVG has no link anywhere,
+    and the graph is the model's (three layers and the input), not an injected one."""
+    import xml.etree.ElementTree as ET
+
+    _write(tmp_path, {"d.yml": INJECTION})
+    out = run_cli(["draw", "d.yml", "-f", "dot,svg", "-o", "out"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    (svg,) = (tmp_path / "out").glob("*.svg")
+    (dot,) = (tmp_path / "out").glob("*.dot")
+    assert dot.read_text().splitlines()[1] == "digraph model {"
+    root = ET.parse(svg).getroot()
+    hrefs = [v for el in root.iter() for k, v in el.attrib.items() if k.endswith("href")]
+    assert hrefs == []
+    titles = [el.text for el in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert sorted(t for t in titles if "->" not in t) == ["conv1", "dense1", "flatten1", "input", "model"]
+    assert svg.parent == tmp_path / "out" and len(list((tmp_path / "out").iterdir())) == 2
+
+
+@pytest.mark.parametrize("command", [["study", str(EX / "perceptnet.yml"), "--data", "synthetic"], ["compare", "."]])
+def test_out_that_is_a_file_is_refused_before_work(command, tmp_path):
+    _write(tmp_path, {"afile": "x"})
+    out = run_cli([*command, "--out", "afile"], tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "--out afile: afile exists and is not a directory" in " ".join(out.stderr.split())
+    assert (tmp_path / "afile").read_text() == "x"

@@ -35,9 +35,12 @@ def compare(
         write_comparison,
     )
     from normscope.study.thesis import comparable
+    from normscope.train.runs import check_out_dir
 
     if reference not in (None, "thesis"):
         raise NormscopeError(f"--reference takes `thesis`, got {reference!r}")
+    if out is not None:
+        check_out_dir(out)  # a file, or not writable: refused before the runs are read
     rows = collect(paths)
     if reference == "thesis" and not comparable(rows):
         console.print(

@@ -101,6 +101,7 @@ def run_local(todo: list[dict], parallel: int = 1, board: Board | None = None) -
 
 def _prepare(description, variants, seeds, data, data_dir, out, settings: dict):
     """The description, the plan and the study directory; checks that fail before anything is written."""
+    runs.check_out_dir(out)  # a file, or a directory that cannot be written: refused before any work
     spec = load_spec(description)
     variants = parse_variants(variants if isinstance(variants, (str, type(None))) else ",".join(variants))
     data = data or spec.train.get("data")

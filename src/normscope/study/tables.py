@@ -162,6 +162,7 @@ def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = No
     """FILES into out_dir; returns what comparison.json holds (provenance, warnings, rows,
     aggregate, claims, stats_share)."""
     out_dir = Path(out_dir)
+    runs.check_out_dir(out_dir)  # a file, or not writable: refused before anything is computed
     out_dir.mkdir(parents=True, exist_ok=True)
     agg = aggregate(rows)
     summary = {
