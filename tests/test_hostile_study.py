@@ -126,3 +126,20 @@ def test_two_studies_started_together_train_each_run_once(tmp_path):
     (run,) = study.glob("runs/*")
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3  # header and three epochs, once each
+
+
+def test_compare_names_a_run_whose_process_died(finished_study, tmp_path):
+    """A run that still says `running` but whose process is gone is reported as interrupted."""
+    import shutil
+
+    study = tmp_path / finished_study.name
+    shutil.copytree(finished_study, study)
+    (run,) = study.glob("runs/*")
+    dead = run.with_name(run.name + "-dead")
+    shutil.copytree(run, dead)
+    results = json.loads((dead / "results.json").read_text())
+    results["status"] = "running"
+    (dead / "results.json").write_text(json.dumps(results))
+    out = cli(["compare", str(study)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"{dead.name} is interrupted: left out" in " ".join(out.stdout.split())

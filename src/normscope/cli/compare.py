@@ -32,6 +32,7 @@ def compare(
         paired_markdown,
         reliance_markdown,
         table_markdown,
+        unfinished,
         write_comparison,
     )
     from normscope.study.thesis import comparable
@@ -42,6 +43,8 @@ def compare(
     if out is not None:
         check_out_dir(out)  # a file, or not writable: refused before the runs are read
     rows = collect(paths)
+    for run_dir, status in unfinished(paths):
+        console.print(f"[yellow]note:[/] {run_dir.name} is {status}: left out", highlight=False, soft_wrap=True)
     if reference == "thesis" and not comparable(rows):
         console.print(
             "[yellow]note:[/] the thesis' numbers are on CIFAR-100; these runs are on "

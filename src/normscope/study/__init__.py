@@ -20,7 +20,7 @@ display of the runs), `compare` (collect, aggregate, provenance checks), `stats`
 written comparison), `thesis` (the thesis' reference numbers).
 """
 
-from normscope.study.compare import METRICS, aggregate, collect, description_warnings
+from normscope.study.compare import METRICS, aggregate, collect, description_warnings, unfinished
 from normscope.study.execute import ENGINES, run_local, run_study
 from normscope.study.formats import LABELS
 from normscope.study.latex import paired_latex, table_latex
@@ -55,6 +55,7 @@ __all__ = [
     "bar_chart",
     "claims",
     "collect",
+    "unfinished",
     "description_warnings",
     "holm",
     "make_jobs",

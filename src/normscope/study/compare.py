@@ -78,6 +78,17 @@ def _variant_rank(variant: str) -> int:
     return norms.ALL_VARIANTS.index(variant)
 
 
+def unfinished(paths) -> list[tuple[Path, str]]:
+    """The runs `collect` leaves out, with their status as it is (a run whose process died
+    is `interrupted`, not `running`: `runs.effective_status`)."""
+    out = []
+    for d in _run_dirs(paths):
+        status = runs.effective_status(d)
+        if status != "completed":
+            out.append((d, status))
+    return out
+
+
 def collect(paths) -> list[dict]:
     """One row per completed run: family, variant, seed, the test metrics, params, the
     description hash and the attribution's reliance on the statistics; families in the
