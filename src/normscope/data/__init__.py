@@ -6,15 +6,8 @@ int64 labels.  Anything that goes wrong while locating or parsing data raises
 :class:`DataError`, whose message says what is missing or wrong, where, and what
 to do about it.
 
-Specs understood by :func:`load_dataset`::
-
-    cifar100                 CIFAR-100, 100 fine labels (cifar-100-python/ or its .tar.gz)
-    cifar100-coarse          CIFAR-100 with the 20 coarse (superclass) labels
-    fashion-mnist            Fashion-MNIST IDX files (Debian: dataset-fashion-mnist)
-    npz:PATH                 your own arrays x_train, y_train, x_test, y_test [, class_names]
-    synthetic                generated, learnable: 32x32x3, 10 classes, 600 train / 200 test
-    synthetic:N              the same with N training images (N // 3 test images)
-    synthetic:k=v,...        keys train, test, classes, size, channels, noise
+The data-set names :func:`load_dataset` understands are listed once, in
+:mod:`normscope.data.load`.
 """
 
 from normscope.data.cifar100 import (
