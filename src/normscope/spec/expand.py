@@ -16,6 +16,7 @@ from normscope.errors import SpecError
 from normscope.keys import REQUIRED
 from normscope.spec.kinds import COMMON_KEYS, KINDS
 from normscope.spec.model_spec import LayerSpec
+from normscope.spec.overrides import check_layer_override
 from normscope.spec.schema import check_value, suggest
 from normscope.spec.variables import substitute
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
@@ -48,8 +49,9 @@ class Scope:
 class Expander:
     """Walks the layer tree; the expanded layers collect in `self.layers`."""
 
-    def __init__(self, env: dict, norm: str, norm_options: dict, defaults: dict, blocks: dict):
+    def __init__(self, env: dict, norm: str, norm_options: dict, defaults: dict, blocks: dict, sets=None):
         self.env = env  # top-level vars, visible inside blocks too
+        self.sets = sets or {}  # overrides of layers by name: {name: {key: Override}}
         self.norm, self.norm_options = norm, norm_options
         self.defaults, self.blocks = defaults, blocks
         self.layers: list[LayerSpec] = []
@@ -227,6 +229,8 @@ class Expander:
         scope.names[local] = name
         where = {"file": file, "line": line, "layer": name}
         _check_layer_keys(kind, args, file, name)
+        if name in self.sets:
+            args = _with_sets(args, self.sets[name], kind)
         if inputs is None:
             inputs = self.inputs(args, scope, prev, file, line)
         _check_input_count(kind, inputs, where)
@@ -292,6 +296,15 @@ class Expander:
         if slot:
             values["norm"] = self.norm
         return values
+
+
+def _with_sets(args: LDict, sets: dict, kind: str) -> LDict:
+    """A layer's arguments with its `--set layers.NAME.KEY=VALUE` overrides."""
+    out = LDict(args)
+    out.key_lines, out.line = dict(args.key_lines), args.line
+    for key, over in sets.items():
+        out[key] = check_layer_override(over, kind)
+    return out
 
 
 def _split_item(item, file, line) -> tuple:

@@ -15,12 +15,14 @@ from normscope.norms import ALL_VARIANTS, NORM_CHOICES, variant_key, variant_nam
 from normscope.spec.document import merge, read_document, where_key
 from normscope.spec.expand import Expander, Scope
 from normscope.spec.model_spec import LayerSpec, ModelSpec
+from normscope.spec.overrides import Override, apply_overrides, unused_layer_overrides
 from normscope.spec.schema import AUGMENT_ARGS, DRAW_ARGS, TRAIN_ARGS, suggest, validate_mapping
 from normscope.spec.sections import check_blocks, parse_classes, parse_defaults, parse_input, parse_norm_options
 from normscope.spec.variables import substitute
+from normscope.spec.variant import Variant, norm_option_overrides
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
 
-_NOT_IN_VARIANTS = {"extends", "layers", "variants", "norm", "reuse"}
+_NOT_IN_VARIANTS = {"extends", "layers", "variants", "norm", "reuse", "set"}
 _LOGIT_ACTIVATIONS = (None, "softmax", "linear", "none")
 
 
@@ -31,26 +33,35 @@ def load_spec(
     input_shape: tuple | None = None,
     classes: int | None = None,
     norm_options: dict | None = None,
+    overrides: tuple[Override, ...] = (),
 ) -> ModelSpec:
-    """Load and validate a model description (a path or a ModelSpec, returned re-resolved).
-    `norm_options` ({norm: {option: value}}, e.g. {"bn": {"reuse_stats": "image"}}) override
-    the description's `norm_options:` (and its variants' ones)."""
+    """Load and validate a model description: a path, a :class:`Variant` (its norm, reuse and
+    overrides), or a ModelSpec (returned as it is, or re-resolved with the arguments changed).
+    `norm_options` ({norm: {option: value}}, e.g. {"bn": {"reuse_stats": "image"}}) and
+    `overrides` (``--set``) are applied over the description's `norm_options:` and the rest."""
+    if isinstance(source, Variant):
+        norm = source.norm if norm is None else norm
+        reuse = source.reuse if reuse is None else reuse
+        overrides = source.overrides + tuple(overrides)
+        source = source.source
+    overrides = norm_option_overrides(norm_options) + tuple(overrides)
     if isinstance(source, ModelSpec):
-        if norm is None and reuse is None and input_shape is None and classes is None and not norm_options:
+        if norm is None and reuse is None and input_shape is None and classes is None and not overrides:
             return source
+        overrides = tuple(source.overrides) + overrides
         source, norm, reuse, input_shape, classes = _reresolve(source, norm, reuse, input_shape, classes)
     path = Path(source)
     doc = read_document(path)
     chosen_norm, chosen_reuse = _choose_variant(doc, path, norm, reuse)
     doc = _merge_variant(doc, path, variant_key(chosen_norm, chosen_reuse))
-    doc = _override_norm_options(doc, norm_options)
+    doc, layer_sets = apply_overrides(doc, tuple(overrides), path)
     family, name = _names(doc, path, chosen_norm, chosen_reuse, overridden=norm is not None or reuse is not None)
     env, body = _substitute_vars(doc, path)
     shape = input_shape or parse_input(body.get("input", "auto"), **where_key(doc, "input", path))
     n_classes = parse_classes(
         classes if classes is not None else body.get("classes", "auto"), **where_key(doc, "classes", path)
     )
-    layers = _expand_layers(doc, body, path, env, chosen_norm)
+    layers = _expand_layers(doc, body, path, env, chosen_norm, layer_sets)
     warnings = _classifier_warnings(layers)
     train, draw = _settings(doc, body, path)
     warnings += _slot_warnings(layers, chosen_norm, chosen_reuse, norm_given=norm is not None)
@@ -69,16 +80,8 @@ def load_spec(
         draw=draw,
         document=document,
         warnings=warnings,
+        overrides=tuple(overrides),
     )
-
-
-def _override_norm_options(doc: LDict, options: dict | None) -> LDict:
-    """The description with `options` merged over its `norm_options:` (the command line wins)."""
-    if not options:
-        return doc
-    over = LDict({"norm_options": LDict({k: LDict(v) if isinstance(v, dict) else v for k, v in options.items()})})
-    over.key_files = {"norm_options": None}
-    return merge(doc, over)
 
 
 def _reresolve(spec: ModelSpec, norm, reuse, input_shape, classes) -> tuple:
@@ -161,14 +164,16 @@ def _substitute_vars(doc: LDict, path: Path) -> tuple[dict, LDict]:
     return env, body
 
 
-def _expand_layers(doc: LDict, body: LDict, path: Path, env: dict, norm: str) -> list[LayerSpec]:
-    """The flat layer list; it ends with the classifier, a dense layer."""
+def _expand_layers(doc: LDict, body: LDict, path: Path, env: dict, norm: str, layer_sets: dict) -> list[LayerSpec]:
+    """The flat layer list; it ends with the classifier, a dense layer. ``layer_sets``:
+    the overrides of layers by name ({name: {key: Override}})."""
     blocks = check_blocks(doc, path)
     if "layers" not in body:
         raise SpecError("the description has no `layers`", file=path, line=1)
-    expander = Expander(env, norm, parse_norm_options(body), parse_defaults(body), blocks)
+    expander = Expander(env, norm, parse_norm_options(body), parse_defaults(body), blocks, layer_sets)
     output = expander.expand(body["layers"], Scope("", "input"), "input", doc.key_files.get("layers", path))
     layers = expander.layers
+    unused_layer_overrides(layer_sets, [layer.name for layer in layers])
     if not layers or layers[-1].name != output:
         raise SpecError("the model must end with a layer (the classifier dense)", file=path)
     last = layers[-1]

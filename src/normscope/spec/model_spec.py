@@ -40,6 +40,7 @@ class ModelSpec:
     draw: dict
     document: dict  # the resolved description (plain data)
     warnings: list[str] = field(default_factory=list)
+    overrides: tuple = ()  # the Overrides applied (command line and the description's `set:`)
 
     @property
     def variant(self) -> str:

@@ -13,6 +13,7 @@ import difflib
 from normscope.errors import SpecError
 from normscope.keys import REQUIRED, Arg
 from normscope.norms import NORM_CHOICES
+from normscope.spec.settings import BY_NAME, SETTINGS
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
 
 TOP_KEYS = {
@@ -30,45 +31,13 @@ TOP_KEYS = {
     "blocks": "reusable parametrized layer groups, used like layer kinds",
     "layers": "the layer list (sequential unless `from:` says otherwise)",
     "variants": "overrides per variant: {gdn_v2: {norm_options: {gdn: {kernel: 3}}}}",
+    "set": "overrides by path, applied last: {train.lr: 3.0e-4, layers.conv3.filters: 64} (what --set records)",
     "train": "training settings (see docs/dsl.md)",
     "draw": "diagram settings (see docs/dsl.md)",
 }
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta")
-SCHEDULES = ("none", "cosine", "step", "onecycle")
-
-
-TRAIN_ARGS: dict[str, Arg] = {
-    "optimizer": Arg((str,), "adam", choices=OPTIMIZERS),
-    "lr": Arg((float, type(None)), None, help="learning rate (default: the optimizer's Keras default)"),
-    "momentum": Arg((float,), 0.0, help="sgd / rmsprop momentum"),
-    "nesterov": Arg((bool,), False),
-    "weight_decay": Arg((float,), 0.0),
-    "eps": Arg((float, type(None)), None, help="optimizer epsilon (Keras default 1e-7)"),
-    "betas": Arg((list, type(None)), None),
-    "epochs": Arg((int,), 30, check=lambda v: None if v > 0 else "must be positive"),
-    "batch_size": Arg((int,), 128, check=lambda v: None if v > 0 else "must be positive"),
-    "schedule": Arg((str,), "none", choices=SCHEDULES),
-    "step_size": Arg((int,), 30, help="epochs between lr decays (schedule: step)"),
-    "gamma": Arg((float,), 0.1, help="lr decay factor (schedule: step)"),
-    "warmup_epochs": Arg((int,), 0),
-    "label_smoothing": Arg((float,), 0.0, check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-    "augment": Arg((dict,), None, help="{crop: padding in pixels (0 = off), flip: true|false}"),
-    "standardize": Arg((bool,), True, help="per-channel standardization with training statistics"),
-    "validation": Arg((float,), 0.1, check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-    "freeze": Arg((list,), None, help="layer names or glob patterns whose weights are not trained"),
-    "lr_mult": Arg((dict,), None, help="{layer name or glob: learning-rate multiplier}"),
-    "weights": Arg(
-        (str, type(None)),
-        None,
-        help="pretrained weights loaded before training: a .pth state dict (relative to this file) or "
-        "torchvision:NAME, e.g. torchvision:vgg19.IMAGENET1K_V1 (docs/transfer.md)",
-    ),
-    "data": Arg((str, type(None)), None, help="default data set (cifar100, fashion-mnist, npz:PATH, synthetic)"),
-    "subset": Arg((int, type(None)), None, help="use only this many training images"),
-    "seed": Arg((int,), 0),
-    "compile": Arg((bool,), False, help="torch.compile the model"),
-}
+# the `train:` section: derived from the one declaration of each run setting
+TRAIN_ARGS: dict[str, Arg] = {s.name: s.arg() for s in SETTINGS}
 AUGMENT_ARGS = {"crop": Arg((int,), 0), "flip": Arg((bool,), False)}
 DRAW_ARGS = {
     "abbreviations": Arg((bool,), False, help="thesis captions (cnv, pl, do, flat, pred, bn, in, gdn)"),
@@ -146,3 +115,22 @@ def validate_mapping(section: str, values, schema: dict[str, Arg], file, line) -
         else:
             out[key] = None if arg.default is REQUIRED else copy.deepcopy(arg.default)
     return out
+
+
+def check_setting(name: str, value, origin: str):
+    """A run setting's value given outside a description (a command-line option, a job):
+    its declared type and range checked, returned as plain data; a SpecError naming
+    ``origin`` (``--lr``) otherwise."""
+    setting = BY_NAME.get(name)
+    if setting is None:
+        raise SpecError(f"{origin}: unknown setting '{name}'{suggest(name, BY_NAME)}")
+    if not type_ok(value, setting.types):
+        raise SpecError(f"{origin} must be {type_names(setting.types)}, got {value!r}")
+    if setting.choices and value not in setting.choices:
+        raise SpecError(
+            f"{origin}: '{value}' is not one of {', '.join(setting.choices)}{suggest(value, setting.choices)}"
+        )
+    problem = setting.problem(value)
+    if problem:
+        raise SpecError(f"{origin} {problem}, got {value!r}")
+    return float(value) if float in setting.types and isinstance(value, int) and not isinstance(value, bool) else value

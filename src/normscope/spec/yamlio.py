@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import stat
 from pathlib import Path
 
@@ -153,3 +155,49 @@ def plain(obj):
     if isinstance(obj, list):
         return [plain(v) for v in obj]
     return obj
+
+
+MAX_VALUE_CHARS = 10_000  # a command-line value (--set KEY=VALUE) is short
+
+
+def parse_value(text: str, origin: str):
+    """A value given on the command line, read as YAML by the description's rules (no
+    aliases or anchors, bounded nesting, no tags that build objects): ``3e-4`` a number,
+    ``true`` a boolean, ``[0.9, 0.99]`` a list, ``null`` None, anything else a string.
+    A SpecError naming ``origin`` when it is not such a value."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise SpecError(f"{origin}: the value is longer than {MAX_VALUE_CHARS:,} characters")
+    try:
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except SpecError as exc:
+        raise SpecError(f"{origin}: {exc.message}") from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{origin}: not a YAML value ({problem})") from None
+    value = _yaml12_floats(value)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in _leaves(value)):
+        raise SpecError(f"{origin}: {text!r} is not a finite number")
+    return plain(value)
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _yaml12_floats(value):
+    """``3e-4`` is a number (YAML 1.2 and every user), not the string YAML 1.1 makes it."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_yaml12_floats(v) for v in value]
+    return value
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value

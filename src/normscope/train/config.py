@@ -19,6 +19,7 @@ import torch
 
 from normscope.data.batches import Splits, prepare_data
 from normscope.fileio import write_json
+from normscope.spec.settings import SETTINGS
 from normscope.train.errors import RunError
 from normscope.train.settings import FieldReads, TrainSettings
 
@@ -51,18 +52,12 @@ _TYPES: dict[str, tuple] = {
     "channels_last": _BOOL,
     "eval_batch_size": _INT,
 }
+# the types config.json's "train" values must have: those of the declared settings that are
+# never null (lr is resolved to a number before a run starts)
+_PLAIN = {float: _NUMBER, int: _INT, bool: _BOOL, str: _TEXT, list: (list,), dict: (dict,)}
 _TRAIN_TYPES: dict[str, tuple] = {
-    "optimizer": _TEXT,
-    "lr": _NUMBER,
-    "epochs": _INT,
-    "batch_size": _INT,
-    "seed": _INT,
-    "step_size": _INT,
-    "warmup_epochs": _INT,
-    "gamma": _NUMBER,
-    "label_smoothing": _NUMBER,
-    "validation": _NUMBER,
-}
+    s.name: _PLAIN[s.types[0]] for s in SETTINGS if type(None) not in s.types and s.types[0] in _PLAIN
+} | {"lr": _NUMBER}
 
 
 def read_object(path: Path, advice: str) -> dict:
@@ -90,6 +85,8 @@ def _check_types(values: Mapping[str, Any], where) -> None:
         for key, wanted in types.items():
             value = mapping.get(key)
             if value is None and not prefix and key not in _REQUIRED_KEYS:
+                continue
+            if prefix and key not in mapping:  # written before the setting existed: its default
                 continue
             bad = not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted)
             if bad:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, make_dataclass
 from typing import Any, Mapping
 
 import torch
@@ -19,6 +19,8 @@ import torch
 from normscope.errors import NormscopeError, SpecError
 from normscope.keys import REQUIRED
 from normscope.spec import AUGMENT_ARGS, TRAIN_ARGS
+from normscope.spec.schema import check_setting
+from normscope.spec.settings import SEED_MAX, SETTINGS, flag_settings
 
 __all__ = [
     "KERAS_DEFAULTS",
@@ -44,9 +46,7 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # the `train:` keys that keyword arguments of train() (and options of the CLI) override
-OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "data", "subset", "compile", "weights")
-# seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators all take)
-SEED_MAX = 2**32 - 1
+OVERRIDABLE = tuple(s.name for s in flag_settings())
 
 
 def check_count(value, what: str, least: int = 1) -> int:
@@ -102,51 +102,31 @@ class Augment(FieldReads):
     flip: bool = False
 
 
-@dataclass
-class TrainSettings(FieldReads):
-    """The effective ``train:`` settings of a run (the DSL's TRAIN_ARGS, in their order),
-    written into description.yml and config.json."""
+def _from_dict(cls, values: Mapping[str, Any]):
+    """From a ``train:`` mapping (a resolved spec.train, config.json's "train"); keys it
+    lacks take the DSL's defaults (a config.json written before the key existed)."""
+    given = {f.name: _plain(values[f.name]) if f.name in values else _default(TRAIN_ARGS, f.name) for f in fields(cls)}
+    augment = given["augment"] or {}
+    given["augment"] = Augment(**{k: augment[k] if k in augment else _default(AUGMENT_ARGS, k) for k in AUGMENT_ARGS})
+    return cls(**given)
 
-    optimizer: str
-    lr: float
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    eps: float | None
-    betas: list[float] | None
-    epochs: int
-    batch_size: int
-    schedule: str
-    step_size: int
-    gamma: float
-    warmup_epochs: int
-    label_smoothing: float
-    augment: Augment
-    standardize: bool
-    validation: float
-    freeze: list[str] | None
-    lr_mult: dict[str, float] | None
-    weights: str | None
-    data: str | None
-    subset: int | None
-    seed: int
-    compile: bool
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainSettings:
-        """From a ``train:`` mapping (a resolved spec.train, config.json's "train"); keys it
-        lacks take the DSL's defaults (a config.json written before the key existed)."""
-        given = {
-            f.name: _plain(values[f.name]) if f.name in values else _default(TRAIN_ARGS, f.name) for f in fields(cls)
-        }
-        augment = given["augment"] or {}
-        given["augment"] = Augment(
-            **{k: augment[k] if k in augment else _default(AUGMENT_ARGS, k) for k in AUGMENT_ARGS}
-        )
-        return cls(**given)
+def _to_dict(self) -> dict[str, Any]:
+    return asdict(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+_ANNOTATIONS = {"augment": Augment}
+
+# The effective `train:` settings of a run, one field per declared setting
+# (normscope.spec.settings.SETTINGS, in their order), written into description.yml and
+# config.json. Derived, so that a new setting is one declaration.
+TrainSettings = make_dataclass(
+    "TrainSettings",
+    [(s.name, _ANNOTATIONS.get(s.name, Any)) for s in SETTINGS],
+    bases=(FieldReads,),
+    namespace={"from_dict": classmethod(_from_dict), "to_dict": _to_dict, "__module__": __name__},
+)
+TrainSettings.__doc__ = "The effective train: settings of a run (one field per declared setting)."
 
 
 def resolve_settings(spec, overrides: dict | None = None) -> TrainSettings:
@@ -159,7 +139,7 @@ def resolve_settings(spec, overrides: dict | None = None) -> TrainSettings:
         if key not in OVERRIDABLE:
             raise ValueError(f"cannot override train.{key}")
         if value is not None:
-            t[key] = value
+            t[key] = check_setting(key, value, f"--{key.replace('_', '-')}")
             given.add(key)
 
     def where(key: str) -> str:  # the option, or the description's key, a value came from
