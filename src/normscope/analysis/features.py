@@ -64,6 +64,8 @@ class Features:
 
 
 def is_run_dir(path) -> bool:
+    if not isinstance(path, (str, Path)):  # a Variant or a ModelSpec: a description
+        return False
     return Path(path).is_dir() and (Path(path) / "config.json").is_file()
 
 

@@ -7,7 +7,6 @@ import os
 import sys
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
@@ -60,25 +59,22 @@ def _fail_or_raise(message: str, code: int):
 NormOptionOpt = typer.Option(
     None,
     "--norm-option",
-    help="override a normalization option, NORM.KEY=VALUE (repeatable), e.g. bn.reuse_stats=image or gn.groups=8",
+    help="override a normalization option, NORM.KEY=VALUE (repeatable), e.g. bn.reuse_stats=image or gn.groups=8; "
+    "short for --set norm_options.NORM.KEY=VALUE",
+)
+SetOpt = typer.Option(
+    None,
+    "--set",
+    help="override the description by path, KEY=VALUE (repeatable; VALUE read as YAML): train.lr=3e-4, "
+    "norm_options.bn.momentum=0.9, vars.drop=0.3, layers.conv3.filters=64",
 )
 
 
-def parse_norm_options(items: list[str] | None) -> dict | None:
-    """['bn.reuse_stats=image', ...] -> {'bn': {'reuse_stats': 'image'}}; values read as YAML scalars."""
-    if not items:
-        return None
-    out: dict[str, dict] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        norm, dot, option = key.partition(".")
-        if not (eq and dot and norm and option and value):
-            raise NormscopeError(f"--norm-option must be NORM.KEY=VALUE (e.g. bn.reuse_stats=image), got {item!r}")
-        try:
-            out.setdefault(norm, {})[option] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise NormscopeError(f"--norm-option {item!r}: the value is not a plain value") from None
-    return out
+def variant_of(file, norm=None, reuse=None, sets=None, norm_option=None):
+    """The variant a command's options choose: the description, --norm, --reuse, --norm-option, --set."""
+    from normscope.spec.variant import Variant
+
+    return Variant.of(file, norm, reuse, sets=sets, norm_options=norm_option)
 
 
 def parse_shape(text: str | None) -> tuple | None:

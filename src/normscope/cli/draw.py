@@ -13,11 +13,12 @@ from normscope.cli.common import (
     NormOpt,
     NormOptionOpt,
     ReuseOpt,
+    SetOpt,
     console,
     err_console,
-    parse_norm_options,
     parse_shape,
     user_errors,
+    variant_of,
 )
 from normscope.report.draw import draw as draw_model
 
@@ -30,6 +31,7 @@ def draw(
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
     norm_option: Optional[list[str]] = NormOptionOpt,
+    sets: Optional[list[str]] = SetOpt,
     out: Path = typer.Option(Path("."), "-o", "--out", help="output directory (files are named after the model)"),
     format: Optional[str] = typer.Option(
         None,
@@ -47,14 +49,11 @@ def draw(
 ):
     """Draw the model: a PlotNeuralNet-style LaTeX/TikZ diagram (tex, pdf, png) or a graphviz graph (dot, svg)."""
     written = draw_model(
-        file,
+        variant_of(file, norm, reuse, sets, norm_option),
         out,
         format,
-        norm=norm,
-        reuse=reuse,
         input_shape=parse_shape(input),
         classes=classes,
-        norm_options=parse_norm_options(norm_option),
         abbreviations=abbreviations,
         legend=legend,
         title=title,

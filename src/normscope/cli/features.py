@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from normscope.cli.common import console, err_console, user_errors
+from normscope.cli.common import NormOptionOpt, SetOpt, console, err_console, user_errors, variant_of
 from normscope.errors import NormscopeError
 
 
@@ -27,6 +27,8 @@ def features_cmd(
     ),
     norm: Optional[str] = typer.Option(None, "--norm", help="a description's variant: its norm"),
     reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="a description's variant: reuse"),
+    norm_option: Optional[list[str]] = NormOptionOpt,
+    sets: Optional[list[str]] = SetOpt,
     subset: Optional[int] = typer.Option(None, "--subset", help="a class-stratified subset of N training images"),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="a run's checkpoint: best | last"),
@@ -41,6 +43,11 @@ def features_cmd(
     if checkpoint not in ("best", "last"):
         raise NormscopeError(f"--checkpoint must be best or last, got {checkpoint!r}")
     wanted = tuple(s.strip() for s in splits.split(",") if s.strip())
+    model_source = source
+    if sets or norm_option:
+        if source.is_dir():
+            raise NormscopeError(f"{source}: --set and --norm-option apply to descriptions; a run has its own model")
+        model_source = variant_of(source, sets=sets, norm_option=norm_option)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -57,7 +64,7 @@ def features_cmd(
             bar.update(tasks[split], completed=done)
 
         found = extract_features(
-            source,
+            model_source,
             layer,
             splits=wanted,
             data=data,

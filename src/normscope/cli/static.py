@@ -18,12 +18,13 @@ from normscope.cli.common import (
     NormOpt,
     NormOptionOpt,
     ReuseOpt,
+    SetOpt,
     console,
     err_console,
     fail,
-    parse_norm_options,
     parse_shape,
     user_errors,
+    variant_of,
 )
 from normscope.model.diagnostics import diagnose_description
 from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
@@ -37,6 +38,7 @@ def summary(
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
     norm_option: Optional[list[str]] = NormOptionOpt,
+    sets: Optional[list[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     keras: bool = typer.Option(False, "--keras", help="print in the layout of Keras' model.summary()"),
     weights: Optional[str] = typer.Option(
@@ -46,9 +48,9 @@ def summary(
     """Layers, shapes, parameter counts (Keras convention), FLOPs, classifier input, diagnostics.
 
     FLOPs are per image (a multiply-add counts 2); diagnostics: docs/diagnostics.md."""
-    options = parse_norm_options(norm_option)
-    s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes, norm_options=options)
-    report = None if weights is None else _match_weights(file, norm, reuse, parse_shape(input), classes, weights)
+    variant = variant_of(file, norm, reuse, sets, norm_option)
+    s = summarize(variant, input_shape=parse_shape(input), classes=classes)
+    report = None if weights is None else _match_weights(variant, parse_shape(input), classes, weights)
     if as_json:
         doc = s.to_dict() | ({"weights": report.to_dict()} if report is not None else {})
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -61,8 +63,8 @@ def summary(
         console.print(str(report), highlight=False, markup=False, soft_wrap=True)
 
 
-def _match_weights(file, norm, reuse, input_shape, classes, weights):
-    """What loading ``weights`` into the description's model loads and leaves at its initialization."""
+def _match_weights(variant, input_shape, classes, weights):
+    """What loading ``weights`` into the variant's model loads and leaves at its initialization."""
     # torch only with --weights: the plain summary stays torch-free
     import torch
 
@@ -70,7 +72,7 @@ def _match_weights(file, norm, reuse, input_shape, classes, weights):
     from normscope.model.weights import match_weights
 
     with torch.device("meta"):  # shapes only: no memory, nothing drawn
-        model = build_model(file, norm=norm, reuse=reuse, input_shape=input_shape, classes=classes)
+        model = build_model(variant, input_shape=input_shape, classes=classes)
     return match_weights(model, weights)
 
 
@@ -79,15 +81,18 @@ def variants(
     file: Path = typer.Argument(..., help="model description (.yml)"),
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
-    as_json: bool = typer.Option(False, "--json"),
+    norm_option: Optional[list[str]] = NormOptionOpt,
+    sets: Optional[list[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="print one JSON list"),
 ):
     """Every normalization variant of a description (the study's default seven and the rest), with their sizes.
 
     Also their FLOPs per image and the codes of their diagnostics."""
     rows, diagnosed = [], []
+    base = variant_of(file, sets=sets, norm_option=norm_option)
     for key in norms.ALL_VARIANTS:
         norm, reuse = norms.parse_variant(key)
-        s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
+        s = summarize(base, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
         rows.append(
             {
                 "variant": key,
@@ -139,13 +144,14 @@ def _short_composition(s) -> str:
 def check(
     files: list[Path] = typer.Argument(..., help="model descriptions to validate"),
     strict: bool = typer.Option(False, "--strict", help="diagnostics are errors (exit status 2)"),
+    sets: Optional[list[str]] = SetOpt,
 ):
     """Validate descriptions and print their diagnostics; exit 2 at the first error.
 
     With --strict, diagnostics are errors too (exit 2)."""
     failed = []
     for f in files:
-        s = summarize(f)
+        s = summarize(variant_of(f, sets=sets))
         if strict and s.diagnostics:
             print_diagnostics(s.diagnostics, err_console, " (error)")
             failed.append(f"{f} ({len(s.diagnostics)})")

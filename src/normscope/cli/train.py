@@ -13,10 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import console, err_console, fail, user_errors
+from normscope.cli.common import NormOptionOpt, SetOpt, console, err_console, fail, user_errors, variant_of
+from normscope.cli.settings import setting_options
 from normscope.cli.static import print_description_diagnostics
 from normscope.data import default_data_dir, download_cifar100
 from normscope.errors import NormscopeError
+from normscope.spec.settings import flag_settings
 
 METRIC_LABELS = (
     ("loss", "loss"),
@@ -28,18 +30,6 @@ METRIC_LABELS = (
     ("macro_f1", "macro F1"),
 )
 
-DataOpt = typer.Option(
-    None,
-    "--data",
-    help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N] "
-    "(default: the description's train.data)",
-)
-WeightsOpt = typer.Option(
-    None,
-    "--weights",
-    help="pretrained weights: a .pth state dict or torchvision:NAME, e.g. torchvision:vgg19.IMAGENET1K_V1 "
-    "(loaded by structure; docs/transfer.md)",
-)
 DataDirOpt = typer.Option(
     None,
     "--data-dir",
@@ -49,19 +39,17 @@ DataDirOpt = typer.Option(
 
 
 @user_errors
+@setting_options()
 def train_cmd(
     file: Optional[Path] = typer.Argument(None, help="model description (.yml); omit with --resume"),
-    data: Optional[str] = DataOpt,
     data_dir: Optional[Path] = DataDirOpt,
     norm: Optional[str] = typer.Option(None, "--norm", help="variant: " + " | ".join(norms.NORM_CHOICES)),
     reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="variant: reuse the norm statistics"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="override train.epochs (with --resume: extend)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="override train.batch_size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="override train.lr"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="override train.seed"),
-    subset: Optional[int] = typer.Option(None, "--subset", help="use a class-stratified subset of N training images"),
-    test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
-    weights: Optional[str] = WeightsOpt,
+    norm_option: Optional[list[str]] = NormOptionOpt,
+    sets: Optional[list[str]] = SetOpt,
+    test_subset: Optional[int] = typer.Option(
+        None, "--test-subset", help="evaluate on a stratified subset of N test images"
+    ),
     fit_data: bool = typer.Option(
         False,
         "--fit-data",
@@ -71,42 +59,34 @@ def train_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="run directory name (default: model-data-seed-time)"),
     gpu: bool = typer.Option(False, "--gpu", help="train on the CUDA GPU (same as --device cuda)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    compile: Optional[bool] = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the model (default: train.compile)"
-    ),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: on with CUDA)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory"),
     progress: str = typer.Option("auto", "--progress", help="auto | bar | log | none"),
+    settings: dict = None,
 ):
     """Train a model description; writes a run directory under --out."""
     from normscope.train import TrainingFailed, train  # torch: only commands that train import it
     from normscope.train.errors import RunInterrupted  # (as above)
 
-    device = _check_train_options(locals())
+    opts = {k: v for k, v in locals().items() if k not in ("settings", "train", "TrainingFailed", "RunInterrupted")}
+    device = _check_train_options(opts | settings)
+    variant = None
     if resume is None:
-        print_description_diagnostics(file, norm=norm, reuse=reuse)
+        variant = variant_of(file, norm, reuse, sets, norm_option)
+        print_description_diagnostics(variant)
     try:
         train(
-            file,
-            data=data,
+            variant,
             data_dir=data_dir,
             out=out,
             name=name,
-            norm=norm,
-            reuse=reuse,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            subset=subset,
             test_subset=test_subset,
-            weights=weights,
             device=device,
             fit_data=fit_data,
-            compile=compile,
             amp=amp,
             progress=progress,
             resume=resume,
+            **settings,
         )
     except TrainingFailed as exc:
         fail(f"training failed: {exc}", 1)
@@ -127,22 +107,10 @@ def _check_train_options(opts: dict) -> str:
         if opts["file"] is None:
             raise NormscopeError("give a model description (.yml), or --resume RUN_DIR")
         return device
-    flags = {
-        "FILE": "file",
-        "--data": "data",
-        "--norm": "norm",
-        "--reuse": "reuse",
-        "--batch-size": "batch_size",
-        "--lr": "lr",
-        "--seed": "seed",
-        "--subset": "subset",
-        "--test-subset": "test_subset",
-        "--weights": "weights",
-        "--name": "name",
-        "--compile": "compile",
-        "--amp": "amp",
-    }
-    clash = [flag for flag, key in flags.items() if opts[key] is not None] + (
+    flags = {"FILE": "file", "--norm": "norm", "--reuse": "reuse", "--test-subset": "test_subset", "--name": "name"}
+    flags |= {"--amp": "amp", "--set": "sets", "--norm-option": "norm_option"}
+    flags |= {s.option: s.name for s in flag_settings() if s.name != "epochs"}
+    clash = [flag for flag, key in flags.items() if opts[key] not in (None, [], ())] + (
         ["--fit-data"] if opts["fit_data"] else []
     )
     if clash:

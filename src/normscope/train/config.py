@@ -114,6 +114,7 @@ class RunConfig(FieldReads):
     variant: str
     norm: str | None = None
     reuse: bool | None = None
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE applied to the description (--set, factors)
     data: str  # the data set as given (npz paths absolute)
     data_name: str | None = None
     data_dir: str | None = None
@@ -203,6 +204,7 @@ class RunConfig(FieldReads):
             variant=spec.variant,
             norm=spec.norm,
             reuse=spec.reuse,
+            overrides=[o.text() for o in spec.overrides],
             data=settings.data,
             data_name=splits.name,
             data_dir=str(data_dir) if data_dir else None,
