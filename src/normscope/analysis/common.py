@@ -12,7 +12,7 @@ BASELINES = ("train-mean", "zero")
 TARGETS = ("pred", "label")
 SPLITS = ("test", "val", "train")
 
-ATTRIBUTION_JSON = "attribution.json"
+
 ATTRIBUTION_PNG = "attribution.png"
 ATTRIBUTION_CSV = "attribution_per_class.csv"
 

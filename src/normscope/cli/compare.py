@@ -24,7 +24,7 @@ def compare(
     """A table like the thesis' (mean ± std over seeds), the paired claims (v2 − plain per seed:
     95% CI, paired t-test, Wilcoxon, Holm-adjusted p, d_z, verdict), the reliance on the reused
     statistics, a bar chart; Markdown, LaTeX (booktabs), CSV and comparison.json."""
-    # torch: only this command imports it
+    from normscope.rundir import check_out_dir
     from normscope.study import (
         FILES,
         STUDY,
@@ -36,7 +36,6 @@ def compare(
         write_comparison,
     )
     from normscope.study.thesis import comparable
-    from normscope.train.runs import check_out_dir
 
     if reference not in (None, "thesis"):
         raise NormscopeError(f"--reference takes `thesis`, got {reference!r}")
@@ -58,7 +57,9 @@ def compare(
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
     typer.echo(table_markdown(summary["aggregate"], reference))
-    typer.echo(paired_markdown(summary["claims"], reference))
+    typer.echo(paired_markdown([c for c in summary["claims"] if c["contrast"] == "reuse"], reference))
+    if summary["factors"]:
+        typer.echo((Path(out) / "factors.md").read_text(encoding="utf-8"))
     if summary["stats_share"]:
         typer.echo(reliance_markdown(summary["stats_share"]))
     typer.echo(f"wrote {', '.join(str(Path(out) / f) for f in FILES)}")

@@ -6,6 +6,7 @@ Engines: `--engine local` (default; `--parallel N` processes) and `--engine ray`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,8 @@ import typer
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import console, fail, user_errors
+from normscope.cli.common import NormOptionOpt, SetOpt, console, fail, user_errors, variant_of
+from normscope.cli.settings import setting_options
 from normscope.cli.static import print_description_diagnostics
 
 VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated list of: " + ", ".join(
@@ -22,18 +24,24 @@ VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated 
 
 
 @user_errors
+@setting_options(study=True)
 def study(
     file: Path = typer.Argument(..., help="model description (.yml); its variants are trained"),
     variants: str = typer.Option("all", "--variants", help=VARIANTS_HELP),
-    seeds: int = typer.Option(3, "--seeds", help="seeds per variant"),
-    data: Optional[str] = typer.Option(None, "--data", help="data set (default: the description's train.data)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="override train.epochs"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    subset: Optional[int] = typer.Option(None, "--subset", help="train on N (stratified) training images"),
-    test_subset: Optional[int] = typer.Option(None, "--test-subset", help="evaluate on N test images"),
-    parallel: int = typer.Option(1, "--parallel", help="local engine: runs trained at the same time"),
+    seeds: int = typer.Option(3, "--seeds", help="seeds per variant (and per cell of the factors)", min=1),
+    factor: Optional[list[str]] = typer.Option(
+        None,
+        "--factor",
+        help="vary a --set key over levels, KEY=V1,V2 (repeatable; factors are crossed): "
+        "norm_options.bn.momentum=0.9,0.99 or train.lr=1e-3,3e-4",
+    ),
+    sets: Optional[list[str]] = SetOpt,
+    norm_option: Optional[list[str]] = NormOptionOpt,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where the data files are"),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", help="evaluate on N (stratified) test images"),
+    parallel: str = typer.Option(
+        "1", "--parallel", help="local engine: runs trained at the same time, or auto (from the cores and model size)"
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this machine's processes) or ray (a Ray cluster)"),
     address: Optional[str] = typer.Option(
         None, "--address", help="ray: the cluster (auto, HOST:PORT, ray://HOST:PORT); default: a Ray embedded here"
@@ -52,36 +60,39 @@ def study(
     ),
     out: Path = typer.Option(Path("studies"), "--out", help="parent directory of the study directory"),
     gpu: bool = typer.Option(False, "--gpu", help="train on the CUDA GPU"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     attribute: bool = typer.Option(True, "--attribute/--no-attribute", help="attribute every reuse run"),
     samples: int = typer.Option(1000, "--samples", help="test images per attribution"),
+    settings: dict = None,
 ):
-    """Train every variant × seed (resuming an interrupted study), attribute, compare."""
-    from normscope.study import run_study  # torch: only this command imports it
+    """Train every variant × seed (× factor levels), resuming an interrupted study; attribute, compare."""
+    from normscope.study import StudyRequest, execute_study, parse_factors  # torch: only this command imports it
+    from normscope.train.settings import pick_device  # (as above)
 
     if gpu:
         device = "cuda"
-    ray = _ray_options(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs)
-    print_description_diagnostics(file, variants=variants)
-    study_dir = run_study(
-        file,
+    if device != "auto":
+        pick_device(device)  # no CUDA here: refused before a study directory is written
+    chosen = _engine(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs, device)
+    base = variant_of(file, sets=sets, norm_option=norm_option)
+    request = StudyRequest(
+        description=file,
         variants=variants,
         seeds=seeds,
-        data=data,
-        data_dir=data_dir,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        subset=subset,
+        settings=settings,
+        overrides=base.overrides,
+        factors=parse_factors(factor),
         test_subset=test_subset,
-        parallel=parallel,
+        data_dir=data_dir,
         out=out,
         device=device,
         attribute=attribute,
         attribute_samples=samples,
-        engine=engine,
-        threads=None if cpus_per_run is None else max(1, int(cpus_per_run)),
-        ray=ray,
+    )
+    print_description_diagnostics(base, variants=variants)
+    study_dir = execute_study(
+        request,
+        chosen,
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),  # a line per event, never wrapped
         console=console,
     )
@@ -92,27 +103,45 @@ def study(
         fail(f"{lost} run(s) did not finish (see the table above); run the same command again to continue them", 1)
 
 
-def _ray_options(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs):
-    """RayOptions for `--engine ray`; Ray's options with the local engine (and --parallel with Ray) are refused."""
-    from normscope.study import RayOptions, StudyError, parse_gpus  # torch: only this command imports it
+def _engine(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs, device):
+    """The engine the options choose; Ray's options with the local engine (and --parallel with Ray) refused."""
+    from normscope.study import LocalEngine, RayEngine, RayOptions, StudyError, parse_gpus  # torch, as above
 
     ray_only = {"--address": address, "--gpus-per-run": gpus_per_run, "--retries": retries, "--shared-fs": shared_fs}
-    if engine != "ray":
+    if engine not in ("local", "ray"):
+        raise StudyError(f"--engine: unknown {engine!r} (choose from local, ray)")
+    if cpus_per_run is not None and not (math.isfinite(cpus_per_run) and cpus_per_run > 0):
+        raise StudyError(f"--cpus-per-run must be a positive number, got {cpus_per_run}")
+    if engine == "local":
         given = [k for k, v in ray_only.items() if v is not None]
         if given:
             raise StudyError(f"{', '.join(given)}: only with --engine ray")
-        return None
-    if parallel != 1:
+        if cpus_per_run is not None and not float(cpus_per_run).is_integer():
+            raise StudyError(f"--cpus-per-run {cpus_per_run:g}: the local engine gives whole threads")
+        return LocalEngine(_parallel(parallel), None if cpus_per_run is None else int(cpus_per_run))
+    if parallel != "1":
         raise StudyError(
             "--parallel is for --engine local; Ray runs as many at once as --cpus-per-run/--gpus-per-run fit"
         )
-    return RayOptions(
+    options = RayOptions(
         address=address,
         cpus_per_run=1.0 if cpus_per_run is None else cpus_per_run,
         gpus_per_run=parse_gpus(gpus_per_run),
         retries=2 if retries is None else retries,
         shared_fs=shared_fs,
     )
+    return RayEngine(options, device)
+
+
+def _parallel(text: str) -> int | str:
+    from normscope.study import StudyError  # torch, as above
+
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise StudyError(f"--parallel must be a positive integer or auto, got {text!r}") from None
 
 
 def _print_runs(study_dir: Path) -> int:

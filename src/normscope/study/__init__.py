@@ -20,27 +20,76 @@ display of the runs), `compare` (collect, aggregate, provenance checks), `stats`
 written comparison), `thesis` (the thesis' reference numbers).
 """
 
-from normscope.study.compare import METRICS, aggregate, collect, description_warnings, unfinished
-from normscope.study.execute import ENGINES, run_local, run_study
-from normscope.study.formats import LABELS
-from normscope.study.latex import paired_latex, table_latex
-from normscope.study.plan import STUDY, StudyError, make_jobs, parse_variants, run_state
-from normscope.study.ray_engine import RAY_MISSING, RayOptions, parse_gpus, require_ray
-from normscope.study.stats import VERDICTS, claims, holm, paired_test, stats_share
-from normscope.study.tables import (
-    FILES,
-    bar_chart,
-    paired_markdown,
-    reliance_markdown,
-    table_markdown,
-    write_comparison,
-    write_csv,
-)
-from normscope.study.thesis import THESIS, THESIS_METRICS
-from normscope.study.worker import train_one
+# names -> their module: importing normscope.study loads nothing (no torch) until a name is used
+_WHERE = {
+    "ENGINES": "execute",
+    "Engine": "engines",
+    "FILES": "tables",
+    "Factor": "plan",
+    "Job": "plan",
+    "LABELS": "formats",
+    "LocalEngine": "engines",
+    "METRICS": "compare",
+    "RAY_MISSING": "ray_engine",
+    "RayEngine": "engines",
+    "RayOptions": "ray_engine",
+    "STUDY": "plan",
+    "StudyError": "plan",
+    "StudyRequest": "execute",
+    "THESIS": "thesis",
+    "THESIS_METRICS": "thesis",
+    "VERDICTS": "stats",
+    "aggregate": "compare",
+    "auto_parallel": "engines",
+    "bar_chart": "tables",
+    "claims": "stats",
+    "collect": "compare",
+    "description_warnings": "compare",
+    "execute_study": "execute",
+    "holm": "stats",
+    "make_jobs": "plan",
+    "paired_latex": "latex",
+    "paired_markdown": "tables",
+    "paired_test": "stats",
+    "parse_factors": "plan",
+    "parse_gpus": "ray_engine",
+    "parse_variants": "plan",
+    "reliance_markdown": "tables",
+    "require_ray": "ray_engine",
+    "run_local": "execute",
+    "run_state": "plan",
+    "run_study": "execute",
+    "stats_share": "stats",
+    "table_latex": "latex",
+    "table_markdown": "tables",
+    "train_one": "worker",
+    "unfinished": "compare",
+    "write_comparison": "tables",
+    "write_csv": "tables",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(f"normscope.study.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'normscope.study' has no attribute {name!r}")
+
 
 __all__ = [
     "ENGINES",
+    "Engine",
+    "Factor",
+    "Job",
+    "LocalEngine",
+    "RayEngine",
+    "StudyRequest",
+    "auto_parallel",
+    "execute_study",
+    "parse_factors",
     "RAY_MISSING",
     "RayOptions",
     "FILES",

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import normscope.rundir as runs
 from normscope import norms
-from normscope.analysis import ATTRIBUTION_JSON
+from normscope.rundir import ATTRIBUTION_JSON
 from normscope.spec.provenance import tool_provenance
+from normscope.study.factors import assign_cells
 from normscope.study.plan import RUNS, STUDY, StudyError
-from normscope.train import runs
 
 METRICS = ("loss", "precision", "recall", "auc", "accuracy", "top5_accuracy", "macro_f1")
 # what aggregate() averages over seeds
@@ -68,10 +69,22 @@ def _row(d: Path, res: dict) -> dict:
         "params": res.get("params", {}).get("total"),
         "best_epoch": res.get("best_epoch"),
         "description_sha256": (res.get("provenance") or {}).get("description_sha256"),
+        "overrides": [o for o in cfg.get("overrides") or [] if isinstance(o, str)],
     }
     row.update({m: res["test"].get(m) for m in METRICS})
     row.update(_attribution(d))
     return row
+
+
+def _cell_order(row: dict) -> tuple:
+    """Cells of a family in the numeric order of their levels (as first met where not numbers)."""
+    levels = []
+    for value in row["levels"].values():
+        try:
+            levels.append((0, float(value), ""))
+        except ValueError:
+            levels.append((1, 0.0, value))
+    return (row["model_family"], levels)
 
 
 def _variant_rank(variant: str) -> int:
@@ -100,7 +113,8 @@ def collect(paths) -> list[dict]:
             rows.append(_row(d, res))
     if not rows:
         raise StudyError("none of the runs has finished (status completed)")
-    families = list(dict.fromkeys(r["family"] for r in rows))
+    assign_cells(rows)  # a factor's levels split a family into cells ("vgg16 [momentum=0.9]")
+    families = list(dict.fromkeys(r["family"] for r in sorted(rows, key=_cell_order)))
     rows.sort(key=lambda r: (families.index(r["family"]), _variant_rank(r["variant"]), r["seed"]))
     for a, b in zip(rows, rows[1:]):
         if (a["family"], a["variant"], a["seed"]) == (b["family"], b["variant"], b["seed"]):

@@ -1,10 +1,9 @@
-"""Running a study: plan it, train every (variant, seed) job on an engine, write the comparison.
+"""Running a study: plan it, train every (cell, variant, seed) job on an engine, write the comparison.
 
-Engines, each calling the same per-run function (`worker.train_one`) on the same JSON-able
-jobs, so a run directory is the same whichever engine made it:
-
-- `local` (`run_local`): in this process, or in a pool of `parallel` spawned worker processes;
-- `ray` (`ray_engine.run_ray`): one Ray task per run, on a cluster or embedded here.
+A :class:`StudyRequest` says what to run (the description, variants, seeds, the settings and
+overrides every run shares, the factors that cross them); an engine
+(`normscope.study.engines`) says how. Every engine calls the same per-run function
+(`worker.train_one`) on the same jobs, so a run directory is the same whichever made it.
 
 A call resumes what an earlier one left (finished runs are kept, partial ones continue from
 last.pt), so re-running the same command after a crash, a kill or a lost node continues the
@@ -13,20 +12,25 @@ study. study.json records, per run, the directory's state and what this call did
 
 from __future__ import annotations
 
-import math
-import multiprocessing
-import os
-import queue as queue_module
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from normscope import norms
 from normscope.data import load_dataset
+from normscope.model.graph import build_graph, param_totals
 from normscope.spec import load_spec
+from normscope.spec.overrides import Override
+from normscope.spec.schema import check_setting
+from normscope.spec.settings import BY_NAME
+from normscope.spec.variant import Variant
 from normscope.study.compare import collect
+from normscope.study.engines import Engine, LocalEngine, RayEngine
+from normscope.study.local import run_local
 from normscope.study.plan import (
     RUNS,
     STUDY,
+    Factor,
     StudyError,
     check_protocol,
     is_finished,
@@ -37,177 +41,154 @@ from normscope.study.plan import (
     update_states,
 )
 from normscope.study.progress import Board
-from normscope.study.ray_engine import RayOptions, check_options, require_ray, run_ray
+from normscope.study.ray_engine import RayOptions
 from normscope.study.tables import write_comparison
 from normscope.study.transfer import clean_incoming
-from normscope.study.worker import here, run_reporting, train_one
 from normscope.train import lock, runs
 
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "run_local", "run_study", "train_one"]
+__all__ = ["ENGINES", "StudyRequest", "run_local", "run_study", "execute_study"]
+
+MAX_SEEDS = 10_000
 
 
-def _failed(job: dict, exc: BaseException) -> dict:
-    return {"run_dir": job["run_dir"], "status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+@dataclass
+class StudyRequest:
+    """What a study runs. ``settings``: run settings given as options ({name: value}, None =
+    the description's; ``--epochs``, ``--lr``, ...); ``overrides``: ``--set``/``--norm-option``;
+    ``factors``: ``--factor``s, crossed with each other and the variants."""
+
+    description: Path
+    variants: str | list | None = None
+    seeds: int = 3
+    settings: dict = field(default_factory=dict)
+    overrides: tuple[Override, ...] = ()
+    factors: tuple[Factor, ...] = ()
+    test_subset: int | None = None
+    data_dir: Path | None = None
+    out: Path = Path("studies")
+    device: str = "auto"
+    attribute: bool = True
+    attribute_samples: int = 1000
+
+    def setting_overrides(self) -> tuple[Override, ...]:
+        """The settings given as options, checked by their declarations, as `train.` overrides
+        (a path of weights made absolute: the runs read it from anywhere)."""
+        out = []
+        for name, value in self.settings.items():
+            if value is None or name == "data":
+                continue
+            value = check_setting(name, value, BY_NAME[name].option or f"train.{name}")
+            if name == "weights" and not str(value).startswith("torchvision:") and Path(value).expanduser().exists():
+                value = str(Path(value).expanduser().resolve())
+            out.append(Override(("train", name), value, BY_NAME[name].option or "--set"))
+        return tuple(out)
 
 
-def _pool_task(job: dict, events) -> dict:
-    """A local worker process: the run, reporting to the driver through a managed queue."""
-    return run_reporting(job, events.put)
+def _check_request(req: StudyRequest) -> None:
+    if isinstance(req.seeds, bool) or not isinstance(req.seeds, int) or not 1 <= req.seeds <= MAX_SEEDS:
+        raise StudyError(f"--seeds must be an integer from 1 to {MAX_SEEDS:,}, got {req.seeds!r}")
+    if req.test_subset is not None and (not isinstance(req.test_subset, int) or req.test_subset < 1):
+        raise StudyError(f"--test-subset must be at least 1, got {req.test_subset!r}")
+    if req.attribute_samples < 0:
+        raise StudyError(f"--samples must be at least 0, got {req.attribute_samples}")
+    if isinstance(req.variants, str) and not req.variants.strip():
+        raise StudyError("--variants is empty: give all (the thesis' variants) or a comma-separated list")
 
 
-def _drain_queue(events, board: Board) -> None:
-    while True:
-        try:
-            board.event(events.get_nowait())
-        except queue_module.Empty:
-            return
-
-
-def run_local(todo: list[dict], parallel: int = 1, board: Board | None = None) -> list[dict]:
-    """Run the jobs here (parallel=1) or in `parallel` spawned worker processes; one result each,
-    in the order they finish. A run that raises ends `failed`; the others go on."""
-    board = board or Board([Path(j["run_dir"]).name for j in todo], None)
-    results = []
-
-    def done(job: dict, result: dict) -> None:
-        results.append(result)
-        board.finished(Path(job["run_dir"]).name, result)
-
-    if parallel == 1:
-        for job in todo:
-            try:
-                result = run_reporting(job, board.event, here())
-            except Exception as exc:  # one broken run must not end the study
-                result = _failed(job, exc)
-            done(job, result)
-        return results
-    # spawn: forked workers would inherit this process' torch threads and CUDA state
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
-        events = manager.Queue()
-        futures = {pool.submit(_pool_task, job, events): job for job in todo}
-        pending = set(futures)
-        while pending:
-            ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            _drain_queue(events, board)
-            for fut in ready:
-                exc = fut.exception()
-                done(futures[fut], _failed(futures[fut], exc) if exc else fut.result())
-            board.refresh()
-    return results
-
-
-def _prepare(description, variants, seeds, data, data_dir, out, settings: dict):
-    """The description, the plan and the study directory; checks that fail before anything is written."""
-    runs.check_out_dir(out)  # a file, or a directory that cannot be written: refused before any work
-    spec = load_spec(description)
-    variants = parse_variants(variants if isinstance(variants, (str, type(None))) else ",".join(variants))
-    data = data or spec.train.get("data")
+def _prepare(req: StudyRequest):
+    """The description, the plan, the jobs' base variant and the study directory; everything
+    that can be refused is refused here, before anything is written."""
+    runs.check_out_dir(req.out)  # a file, or a directory that cannot be written: refused before any work
+    _check_request(req)
+    extra = req.setting_overrides() + tuple(req.overrides)
+    base = Variant(Path(req.description).resolve(), overrides=extra)
+    spec = load_spec(base)
+    variants = parse_variants(req.variants if isinstance(req.variants, (str, type(None))) else ",".join(req.variants))
+    for variant in variants:  # every variant of every cell loads: a bad level fails now
+        for factor in req.factors:
+            for level in factor.levels:
+                load_spec(base.with_overrides([level]), *norms.parse_variant(variant))
+    data = req.settings.get("data") or spec.train.get("data")
     if not data:
         raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
-    if seeds < 1:
-        raise StudyError("--seeds must be at least 1")
-    _check_settings(settings)
-    load_dataset(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
-    study_dir = (Path(out) / runs.safe_name(spec.family, data)).resolve()
-    plan = make_plan(description, spec.family, data, variants, seeds, settings)
+    load_dataset(data, data_dir=req.data_dir)  # a missing or unknown data set fails before anything is written
+    suffix = "-by-" + "-".join(f.short for f in req.factors) if req.factors else ""
+    study_dir = (Path(req.out) / runs.safe_name(spec.family + suffix, data)).resolve()
+    plan = make_plan(req.description, spec.family, data, variants, req.seeds, dict(req.settings, data=data))
+    plan["test_subset"] = req.test_subset
+    plan["sets"] = [o.text() for o in req.overrides]
+    plan["factors"] = {f.key: [o.value for o in f.levels] for f in req.factors}
     check_protocol(study_dir, plan)
-    return spec, plan, study_dir
+    return spec, base, plan, study_dir
 
 
-def _check_settings(settings: dict) -> None:
-    """The training settings a study passes to every run, checked before anything is written."""
-    for key, flag in (
-        ("epochs", "--epochs"),
-        ("subset", "--subset"),
-        ("test_subset", "--test-subset"),
-        ("batch_size", "--batch-size"),
-    ):
-        value = settings.get(key)
-        if value is not None and value < 1:
-            raise StudyError(f"{flag} must be at least 1, got {value}")
-    lr = settings.get("lr")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise StudyError(f"--lr must be a positive number, got {lr}")
+def execute_study(req: StudyRequest, engine: Engine, log=print, console=None) -> Path:
+    """Train every cell × variant × seed (resuming what an earlier call left), attribute the
+    reuse runs, and write the comparison. Returns the study directory. ``log`` gets the
+    progress lines; with a terminal ``console`` a live table instead."""
+    engine.check()
+    spec, base, plan, study_dir = _prepare(req)
+    (study_dir / RUNS).mkdir(parents=True, exist_ok=True)
+    with lock.acquire(study_dir):  # one writer per study: a second study here refuses, naming this one
+        check_protocol(study_dir, plan)  # again, now that no other writer can change study.json
+        clean_incoming(study_dir / RUNS)
+        jobs = make_jobs(
+            base,
+            study_dir,
+            plan,
+            req.factors,
+            data_dir=str(Path(req.data_dir).resolve()) if req.data_dir else None,
+            test_subset=req.test_subset,
+            device=req.device,
+            attribute=req.attribute,
+            attribute_samples=req.attribute_samples,
+        )
+        for job in jobs:  # an npz file by its absolute path: the runs may start elsewhere (a Ray worker)
+            if job.data.startswith("npz:") and Path(job.data[4:]).expanduser().exists():
+                job.data = "npz:" + str(Path(job.data[4:]).expanduser().resolve())
+        todo = [j for j in jobs if not is_finished(j)]
+        engine.settle(todo, sum(param_totals(build_graph(spec))))
+        plan["runs"] = plan_runs(jobs, study_dir)
+        plan["engine"] = engine.describe()
+        runs.write_json(study_dir / STUDY, plan)
+        log(
+            f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, "
+            f"{len(todo)} to run ({engine.describe()})"
+        )
+        start = time.time()
+        board = Board([Path(j.run_dir).name for j in todo], spec.train.get("epochs"), log, console)
+        with board:
+            if todo:
+                engine.run(todo, study_dir, board)
+        _record(plan, study_dir, board, time.time() - start)
+        write_comparison(collect([study_dir]), study_dir)
+        return study_dir
 
 
 def run_study(
     description,
     *,
-    variants=None,
-    seeds: int = 3,
-    data: str | None = None,
-    epochs: int | None = None,
-    parallel: int = 1,
-    out="studies",
-    device: str = "auto",
-    subset: int | None = None,
-    test_subset: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    data_dir=None,
-    attribute: bool = True,
-    attribute_samples: int = 1000,
-    engine: str = "local",
+    engine: str | Engine = "local",
+    parallel: int | str = 1,
     threads: int | None = None,
     ray: RayOptions | None = None,
     log=print,
     console=None,
+    **request,
 ) -> Path:
-    """Train every variant × seed (resuming what an earlier call left), attribute the reuse
-    runs, and write the comparison. Returns the study directory.
-
-    `variants`: None or `all` (the thesis' variants), a comma-separated string, or a list.
-    `engine`: `local` (`parallel` processes, `threads` torch threads each) or `ray` (`ray`: its
-    options). `log` gets the progress lines; with a terminal `console` a live table instead."""
-    if engine not in ENGINES:
-        raise StudyError(f"--engine: unknown {engine!r} (choose from {', '.join(ENGINES)})")
-    if parallel < 1 or (threads is not None and threads < 1):
-        raise StudyError("--parallel and --cpus-per-run must be at least 1")
-    if attribute_samples < 0:
-        raise StudyError(f"--samples must be at least 0, got {attribute_samples}")
-    if engine == "ray":
-        require_ray()
-        check_options(ray or RayOptions())
-    settings = {"epochs": epochs, "subset": subset, "test_subset": test_subset, "batch_size": batch_size, "lr": lr}
-    spec, plan, study_dir = _prepare(description, variants, seeds, data, data_dir, out, settings)
-    (study_dir / RUNS).mkdir(parents=True, exist_ok=True)
-    with lock.acquire(study_dir):  # one writer per study: a second study here refuses, naming this one
-        check_protocol(study_dir, plan)  # again, now that no other writer can change study.json
-        clean_incoming(study_dir / RUNS)
-        if threads is None and parallel > 1:
-            threads = max(1, (os.cpu_count() or 1) // parallel)
-        jobs = make_jobs(
-            Path(description).resolve(),
-            study_dir,
-            plan,
-            data_dir=Path(data_dir).resolve() if data_dir else None,
-            device=device,
-            attribute=attribute,
-            attribute_samples=attribute_samples,
-            threads=threads,
-        )
-        for job in jobs:  # an npz file by its absolute path: the runs may start elsewhere (a Ray worker)
-            if job["data"].startswith("npz:") and Path(job["data"][4:]).expanduser().exists():
-                job["data"] = "npz:" + str(Path(job["data"][4:]).expanduser().resolve())
-        plan["runs"] = plan_runs(jobs, study_dir)
-        plan["engine"] = engine if engine == "local" else f"ray ({(ray or RayOptions()).address or 'this machine'})"
-        runs.write_json(study_dir / STUDY, plan)
-        todo = [j for j in jobs if not is_finished(j)]
-        how = f"{parallel} at a time" if engine == "local" else "on Ray"
-        log(f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({how})")
-        start = time.time()
-        board = Board([Path(j["run_dir"]).name for j in todo], epochs or spec.train.get("epochs"), log, console)
-        with board:
-            if engine == "ray" and todo:
-                run_ray(todo, study_dir, ray or RayOptions(), device, board)
-            elif todo:
-                run_local(todo, parallel, board)
-        _record(plan, study_dir, board, time.time() - start)
-        write_comparison(collect([study_dir]), study_dir)
-        return study_dir
+    """:func:`execute_study` from keyword arguments: the StudyRequest's fields (``epochs``,
+    ``subset``, ``batch_size``, ``lr``, ``data`` and the other run settings go into its
+    ``settings``), and the engine by name (``local`` with ``parallel``/``threads``, ``ray``
+    with ``ray``) or as an Engine."""
+    settings = {k: request.pop(k) for k in list(request) if k in BY_NAME}
+    req = StudyRequest(Path(description), settings=settings, **request)
+    if isinstance(engine, str):
+        if engine not in ENGINES:
+            raise StudyError(f"--engine: unknown {engine!r} (choose from {', '.join(ENGINES)})")
+        engine = LocalEngine(parallel, threads) if engine == "local" else RayEngine(ray or RayOptions(), req.device)
+    return execute_study(req, engine, log, console)
 
 
 def _record(plan: dict, study_dir: Path, board: Board, seconds: float) -> None:

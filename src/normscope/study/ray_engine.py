@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 import socket
@@ -36,6 +37,8 @@ from normscope.study.progress import Board
 from normscope.study.transfer import install_run, pack_run
 from normscope.study.worker import run_reporting
 
+MAX_CPUS_PER_RUN = 1024  # torch threads of one run; beyond, OpenMP aborts the process
+MAX_GPUS_PER_RUN = 64
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'normscope[ray]'"
 TOKEN_FILE = ".normscope-engine"  # in the study directory: a worker that reads it shares the filesystem
 SCRATCH_ENV = "NORMSCOPE_SCRATCH"
@@ -65,8 +68,10 @@ def parse_gpus(text: str | None) -> float | None:
         return None
     try:
         value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise StudyError(f"--gpus-per-run: expected a number or a fraction like 1/8, got {text!r}") from None
+    if not math.isfinite(value) or value > MAX_GPUS_PER_RUN:
+        raise StudyError(f"--gpus-per-run: {text} is more GPUs than one run can use (at most {MAX_GPUS_PER_RUN})")
     if value < 0 or (value > 1 and not value.is_integer()):
         raise StudyError(f"--gpus-per-run: {text} is not a GPU share Ray can give (0 to 1, or a whole number)")
     return value
@@ -87,19 +92,22 @@ def _recorded_address() -> str | None:
 def check_options(opts: RayOptions) -> None:
     """What can be refused before connecting to anything: the numbers, and an address where no
     Ray head listens (ray.init would retry it for minutes)."""
-    if opts.cpus_per_run <= 0:
-        raise StudyError(f"--cpus-per-run must be positive, got {opts.cpus_per_run:g}")
+    cpus = opts.cpus_per_run
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) or cpus <= 0:
+        raise StudyError(f"--cpus-per-run must be a positive number, got {cpus!r}")
+    if cpus > MAX_CPUS_PER_RUN:
+        raise StudyError(f"--cpus-per-run {cpus:g}: at most {MAX_CPUS_PER_RUN} CPUs (torch threads) per run")
     if opts.retries < 0:
         raise StudyError(f"--retries must be 0 or more, got {opts.retries}")
     address, what = opts.address, f"--address {opts.address}"
     if address == "auto":
         address = _recorded_address()
         what = f"--address auto ({address}: RAY_ADDRESS, or the cluster `ray start` last started here)"
-    if not address or address.startswith("ray://"):
+    if not address:
         return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise StudyError(f"{what}: expected auto, HOST:PORT or ray://HOST:PORT")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(f"{what}: expected auto, HOST:PORT or ray://HOST:PORT (a port from 1 to 65535)")
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as exc:

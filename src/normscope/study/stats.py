@@ -137,10 +137,12 @@ def _by_seed(frame: pd.DataFrame, metric: str) -> dict:
     return {int(s): float(v) for s, v in zip(values["seed"], values[metric])}
 
 
-def claims(rows: list[dict], metrics=CLAIM_METRICS, alpha: float = ALPHA) -> list[dict]:
-    """One entry per (family, normalization present with both sides, metric), families in
-    the order of the rows, normalizations in the norms table's, with Holm's adjustment over
-    the claims of each metric and the verdicts."""
+def claims(rows: list[dict], metrics=CLAIM_METRICS, alpha: float = ALPHA, extra=()) -> list[dict]:
+    """The reuse claims (``contrast: reuse``): one per (family, normalization present with both
+    sides, metric), families in the order of the rows, normalizations in the norms table's;
+    then ``extra`` claims (a factor study's contrasts between levels). Holm's adjustment runs
+    over the whole family of claims the comparison makes (every contrast and metric), then
+    the verdicts."""
     df = pd.DataFrame(rows)
     out = []
     for family, runs in df.groupby("family", sort=False):
@@ -152,14 +154,21 @@ def claims(rows: list[dict], metrics=CLAIM_METRICS, alpha: float = ALPHA) -> lis
                 continue
             for metric in metrics:
                 test = paired_test(_by_seed(plain, metric), _by_seed(v2, metric))
-                out.append({"family": family, "norm": norm, "metric": metric, **test})
-    for metric in metrics:
-        of_metric = [c for c in out if c["metric"] == metric]
-        for c, p in zip(of_metric, holm([c["p_value"] for c in of_metric])):
-            c["p_holm"] = p
+                out.append({"contrast": "reuse", "family": family, "norm": norm, "metric": metric, **test})
+    out += list(extra)
+    for c, p in zip(out, holm([c["p_value"] for c in out])):
+        c["p_holm"] = p
     for c in out:
-        c["verdict"] = verdict(c, alpha)
+        c["verdict"] = verdict(c, alpha) if c["contrast"] == "reuse" else level_verdict(c, alpha)
     return out
+
+
+def level_verdict(claim: dict, alpha: float = ALPHA) -> str:
+    """A contrast between two levels of a factor: which level is better, where Holm's p says so."""
+    base = verdict(claim, alpha)
+    if base in (TOO_FEW, NO_EVIDENCE):
+        return base
+    return f"{claim['to']} better" if base == HELPS else f"{claim['from']} better"
 
 
 def _layer_shares(attribution_layers) -> dict:

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import normscope.rundir as runs
 from normscope.fileio import atomic_write
 from normscope.study.compare import AVERAGED, aggregate, comparison_provenance, description_warnings
+from normscope.study.factors import factor_markdown, level_claims
 from normscope.study.formats import (
     LABELS,
     TABLE_COLUMNS,
@@ -25,10 +27,19 @@ from normscope.study.latex import paired_latex, table_latex
 from normscope.study.stats import ALPHA, CLAIM_METRICS, MIN_PAIRS, WILCOXON_MIN_PAIRS, claims, stats_share
 from normscope.study.thesis import reference as thesis_reference
 from normscope.study.thesis import thesis_difference
-from normscope.train import runs
 
 CHART_METRICS = ("accuracy", "auc", "precision", "recall")
-FILES = ("table.md", "table.tex", "table.csv", "paired.md", "paired.tex", "reliance.md", "chart.png", "comparison.json")
+FILES = (
+    "table.md",
+    "table.tex",
+    "table.csv",
+    "paired.md",
+    "paired.tex",
+    "reliance.md",
+    "factors.md",
+    "chart.png",
+    "comparison.json",
+)
 
 
 def _cells(values) -> str:
@@ -165,19 +176,24 @@ def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = No
     runs.check_out_dir(out_dir)  # a file, or not writable: refused before anything is computed
     out_dir.mkdir(parents=True, exist_ok=True)
     agg = aggregate(rows)
+    factors = {r["model_family"]: list(r["levels"]) for r in rows}
+    every = claims(rows, metrics, extra=level_claims(rows, factors, metrics))
     summary = {
         "provenance": comparison_provenance(rows),
         "warnings": description_warnings(rows),
         "alpha": ALPHA,
+        "factors": {family: keys for family, keys in factors.items() if keys},
         "rows": rows,
         "aggregate": agg,
-        "claims": claims(rows, metrics),
+        "claims": every,
         "stats_share": stats_share(rows),
     }
+    reuse = [c for c in every if c["contrast"] == "reuse"]
     runs.write_text(out_dir / "table.md", table_markdown(agg, reference))
     runs.write_text(out_dir / "table.tex", table_latex(agg, summary["provenance"], reference))
-    runs.write_text(out_dir / "paired.md", paired_markdown(summary["claims"], reference))
-    runs.write_text(out_dir / "paired.tex", paired_latex(summary["claims"], summary["provenance"]))
+    runs.write_text(out_dir / "paired.md", paired_markdown(reuse, reference))
+    runs.write_text(out_dir / "paired.tex", paired_latex(reuse, summary["provenance"]))
+    runs.write_text(out_dir / "factors.md", factor_markdown(rows, factors, every, metrics))
     runs.write_text(out_dir / "reliance.md", reliance_markdown(summary["stats_share"]))
     write_csv(agg, out_dir / "table.csv")
     bar_chart(agg, out_dir / "chart.png")

@@ -19,54 +19,47 @@ from typing import Callable
 
 import torch
 
-from normscope import norms
 from normscope.analysis import attribute_run
-from normscope.study.plan import needs_attribution, run_state
+from normscope.study.plan import Job, needs_attribution, run_state
 from normscope.train import TrainingFailed, train
 
 Report = Callable[[dict], object]
 
 
-def train_one(job: dict, on_epoch: Callable[[int], object] | None = None) -> dict:
-    """One (variant, seed): train or resume, then attribute a reuse run. `on_epoch(epoch)` is
-    called after each epoch's checkpoint is written."""
-    if job.get("threads"):
-        torch.set_num_threads(job["threads"])
-    run_dir = Path(job["run_dir"])
+def train_one(job: Job | dict, on_epoch: Callable[[int], object] | None = None) -> dict:
+    """One (cell, variant, seed): train or resume, then attribute a reuse run. `on_epoch(epoch)`
+    is called after each epoch's checkpoint is written."""
+    job = Job.from_dict(job) if isinstance(job, dict) else job
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    run_dir = Path(job.run_dir)
     state = run_state(run_dir)
     callbacks = [lambda row: on_epoch(row["epoch"])] if on_epoch else []
     try:
         if state in ("partial", "running"):  # (a live holder of the run's lock makes the resume refuse)
             for stray in run_dir.glob(".*.tmp"):  # a write the killed attempt left unfinished
                 stray.unlink(missing_ok=True)
-            train(resume=run_dir, device=job["device"], data_dir=job["data_dir"], progress="none", callbacks=callbacks)
+            train(resume=run_dir, device=job.device, data_dir=job.data_dir, progress="none", callbacks=callbacks)
         elif state in ("new", "failed"):
             if run_dir.exists():
                 shutil.rmtree(run_dir)  # nothing to keep: no finished epoch, or diverged
-            norm, reuse = norms.parse_variant(job["variant"])
             train(
-                job["description"],
-                data=job["data"],
-                data_dir=job["data_dir"],
+                job.variant,
+                data=job.data,
+                data_dir=job.data_dir,
                 out=run_dir.parent,
                 name=run_dir.name,
-                norm=norm,
-                reuse=reuse,
-                epochs=job["epochs"],
-                seed=job["seed"],
-                subset=job["subset"],
-                test_subset=job["test_subset"],
-                device=job["device"],
+                seed=job.seed,
+                test_subset=job.test_subset,
+                device=job.device,
                 fit_data=True,
-                batch_size=job["batch_size"],
-                lr=job["lr"],
                 progress="none",
                 callbacks=callbacks,
             )
     except TrainingFailed as exc:
         return {"run_dir": str(run_dir), "status": "failed", "message": str(exc)}
     if needs_attribution(job):
-        attribute_run(run_dir, samples=job["attribute_samples"], device=job["device"], quiet=True)
+        attribute_run(run_dir, samples=job.attribute_samples, device=job.device, quiet=True)
     return {"run_dir": str(run_dir), "status": "completed"}
 
 
@@ -75,9 +68,10 @@ def here() -> str:
     return socket.gethostname()
 
 
-def run_reporting(job: dict, report: Report, where: str | None = None) -> dict:
+def run_reporting(job: Job | dict, report: Report, where: str | None = None) -> dict:
     """`train_one(job)`, reporting {event: started, run, where, pid} first and {event: epoch, run,
     epoch} after each epoch."""
-    name = Path(job["run_dir"]).name
+    job = Job.from_dict(job) if isinstance(job, dict) else job
+    name = Path(job.run_dir).name
     report({"event": "started", "run": name, "where": where or here(), "pid": os.getpid()})
     return train_one(job, on_epoch=lambda epoch: report({"event": "epoch", "run": name, "epoch": epoch}))

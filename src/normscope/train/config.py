@@ -8,7 +8,6 @@ Only this class writes and reads config.json; every config.json written so far r
 
 from __future__ import annotations
 
-import json
 import numbers
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -19,18 +18,18 @@ import torch
 
 from normscope.data.batches import Splits, prepare_data
 from normscope.fileio import write_json
+from normscope.rundir.jsonfile import read_object
+from normscope.rundir.layout import CONFIG, RERUN
 from normscope.spec.settings import SETTINGS
 from normscope.train.errors import RunError
 from normscope.train.settings import FieldReads, TrainSettings
 
 __all__ = ["CONFIG", "RunConfig", "STATS_TOLERANCE", "read_object"]
 
-CONFIG = "config.json"
 
 # the largest difference of a channel mean or std between the statistics recorded in
 # config.json and those of the data found now that still counts as the same data set
 STATS_TOLERANCE = 1e-6
-RERUN = "the run directory is damaged: re-run the training"
 
 # the types config.json's values must have (what the rest of normscope relies on)
 _NUMBER, _INT, _BOOL, _TEXT = (numbers.Real,), (int,), (bool,), (str,)
@@ -58,23 +57,6 @@ _PLAIN = {float: _NUMBER, int: _INT, bool: _BOOL, str: _TEXT, list: (list,), dic
 _TRAIN_TYPES: dict[str, tuple] = {
     s.name: _PLAIN[s.types[0]] for s in SETTINGS if type(None) not in s.types and s.types[0] in _PLAIN
 } | {"lr": _NUMBER}
-
-
-def read_object(path: Path, advice: str) -> dict:
-    """The JSON object in ``path``; a RunError naming the file, where it breaks and ``advice``
-    (what to do) when it is not one."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise RunError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); {advice}"
-        ) from None
-    except UnicodeDecodeError:
-        raise RunError(f"{path}: not valid JSON (not UTF-8 text); {advice}") from None
-    if not isinstance(value, dict):
-        raise RunError(f"{path}: not a JSON object; {advice}")
-    return value
 
 
 def _check_types(values: Mapping[str, Any], where) -> None:

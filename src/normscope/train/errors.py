@@ -9,17 +9,9 @@ import threading
 from pathlib import Path
 
 from normscope.errors import NormscopeError
+from normscope.rundir.errors import RunBusy, RunError
 
 __all__ = ["RunError", "RunBusy", "RunInterrupted", "TrainingFailed", "interrupt_signals", "interrupts_deferred"]
-
-
-class RunError(NormscopeError):
-    """A run directory is missing, incomplete or not a normscope run, or its data set
-    is no longer the one it was trained on."""
-
-
-class RunBusy(RunError):
-    """Another live process holds the run directory's lock (it is training there)."""
 
 
 class RunInterrupted(KeyboardInterrupt):

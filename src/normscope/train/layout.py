@@ -1,11 +1,19 @@
-"""The files of a run directory (see :mod:`normscope.train.runs`) and what to do when one
-of them is damaged."""
+"""The files of a run directory: normscope.rundir.layout (torch-free); kept here for imports."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-from normscope.train.config import CONFIG, RERUN
+from normscope.rundir.layout import (
+    BEST,
+    CONFIG,
+    CONFUSION,
+    CURVES,
+    DESCRIPTION,
+    ENV,
+    LAST,
+    METRICS,
+    PER_CLASS,
+    RERUN,
+    RESULTS,
+    advice,
+)
 
 __all__ = [
     "DESCRIPTION",
@@ -21,25 +29,3 @@ __all__ = [
     "RERUN",
     "advice",
 ]
-
-DESCRIPTION = "description.yml"
-ENV = "env.json"
-METRICS = "metrics.csv"
-LAST = "last.pt"
-BEST = "best.pt"
-RESULTS = "results.json"
-PER_CLASS = "per_class.csv"
-CONFUSION = "confusion_matrix.csv"
-CURVES = "curves.png"
-
-
-def advice(path: Path) -> str:
-    """What to do about a damaged file of a run directory."""
-    path = Path(path)
-    if path.name == ENV:
-        return "it only records the environment: delete it or re-run the training"
-    if path.name == BEST and (path.parent / LAST).is_file():
-        return f"use {LAST} (--checkpoint last) or re-run the training"
-    if path.name in (RESULTS, METRICS) and (path.parent / LAST).is_file():
-        return f"write it again from {LAST} with: normscope train --resume {path.parent}"
-    return RERUN

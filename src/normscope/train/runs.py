@@ -31,7 +31,6 @@ trainer saw them (before augmentation).
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from datetime import datetime
@@ -43,13 +42,14 @@ import torch
 
 from normscope.data.batches import Splits, to_input
 from normscope.errors import SpecError
-from normscope.fileio import atomic_write, safe_component, write_json
+from normscope.fileio import safe_component, write_json
 from normscope.model.build import build_model
+from normscope.rundir.dirs import check_out_dir, effective_status, safe_name
+from normscope.rundir.jsonfile import read_json, write_text
 from normscope.spec import load_spec
 from normscope.spec.provenance import git_state
-from normscope.train import lock
 from normscope.train.checkpoint import CHECKPOINT_KEYS, check_state, load_checkpoint, repair_best, save_checkpoint
-from normscope.train.config import RunConfig, read_object
+from normscope.train.config import RunConfig
 from normscope.train.errors import RunError
 from normscope.train.layout import (
     BEST,
@@ -119,26 +119,9 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 
 
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, text)
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object of a run directory; RunError naming the file and what to do when it is damaged."""
-    return read_object(Path(path), advice(path))
-
-
 # --------------------------------------------------------------------------- #
 # Creating a run directory
 # --------------------------------------------------------------------------- #
-
-
-def safe_name(model_name: str, data: str, limit: int = 80) -> str:
-    """``<model>-<data>`` usable as a directory name (``npz:path/x.npz`` -> ``npz-x``), at
-    most ``limit`` characters (fileio.safe_component)."""
-    if data.startswith("npz:"):
-        data = "npz-" + Path(data[4:]).stem
-    return safe_component(f"{model_name}-{data}", "-", limit)
 
 
 def default_run_name(model_name: str, data: str, seed: int) -> str:
@@ -146,19 +129,6 @@ def default_run_name(model_name: str, data: str, seed: int) -> str:
     characters (a long model name is shortened, the seed and the time kept)."""
     suffix = f"-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
     return safe_name(model_name, data, 80 - len(suffix)) + suffix
-
-
-def check_out_dir(out: str | Path, option: str = "--out") -> None:
-    """RunError unless ``out`` is, or can be made, a writable directory (checked before any
-    work: a long training must not die at its first checkpoint)."""
-    out = Path(out).expanduser()
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunError(f"{option} {out}: {existing} exists and is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise RunError(f"{option} {out}: cannot write in {existing} (not writable)")
 
 
 def create_run_dir(out: str | Path, name: str, unique: bool = True) -> Path:
@@ -351,21 +321,3 @@ def run_spec(path: Path):
         return load_spec(Path(path) / DESCRIPTION)
     except SpecError as exc:
         raise RunError(f"{exc}; {RERUN}") from None
-
-
-def effective_status(run_dir: str | Path) -> str:
-    """The status of a run as it is: results.json's ('completed', 'failed', 'interrupted',
-    'running'), except that a run whose process died (no live process holds its lock) is
-    'interrupted', not 'running'; without results.json 'running' (being prepared) or
-    'interrupted' (killed before its first epoch); 'damaged' when results.json cannot be
-    read, 'unknown' for a directory that is no run."""
-    path = Path(run_dir)
-    try:
-        status = read_json(path / RESULTS).get("status") if (path / RESULTS).is_file() else None
-    except RunError:
-        return "damaged"
-    if status not in (None, "running"):
-        return str(status)
-    if lock.owner(path) is not None:
-        return "running"
-    return "interrupted" if status == "running" or (path / CONFIG).is_file() else "unknown"
