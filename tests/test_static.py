@@ -79,9 +79,11 @@ def test_norm_option_on_the_command_line_selects_per_image_bn_statistics():
 @pytest.mark.parametrize(
     "value,words",
     [
-        ("bnreuse", "--norm-option must be NORM.KEY=VALUE"),
-        ("bn.reuse_stat=image", "unknown norm option 'reuse_stat'; did you mean 'reuse_stats'?"),
-        ("xx.eps=0.1", "`norm_options` key 'xx' must be one of"),
+        ("bnreuse", "--norm-option 'bnreuse': expected NORM.KEY=VALUE"),
+        ("bn.reuse_stat=image", "unknown key 'reuse_stat' in `norm_options.bn`; did you mean 'reuse_stats'?"),
+        ("xx.eps=0.1", "--norm-option norm_options.xx.eps: unknown norm 'xx'"),
+        ("gn.groups=&a [*a]", "YAML aliases (*name) are not allowed"),
+        ("bn.eps=-1.0", "--norm-option norm_options.bn.eps must be positive"),
     ],
 )
 def test_bad_norm_options_are_refused(value, words):

@@ -172,7 +172,7 @@ REUSE_STATS = ("batch", "image")  # BatchNorm's `reuse_stats` option
 OPTIONS: dict[str, Arg] = {
     "kernel": Arg((int,), None, check=odd_positive, help="GDN kernel size (gdn only)"),
     "trainable_exponents": Arg((bool,), None, help="GDN: train alpha and epsilon (gdn only)"),
-    "eps": Arg((float,), None, help="bn/in/gn: epsilon added to the variance (default 1e-3, Keras)"),
+    "eps": Arg((float,), None, check=positive, help="bn/in/gn: epsilon added to the variance (default 1e-3, Keras)"),
     "momentum": Arg(
         (float,),
         None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from normscope.errors import NormscopeError
+from normscope.rundir.layout import ATTRIBUTION_JSON as ATTRIBUTION_JSON  # the file name, torch-free
 
 METHODS = ("ig", "logit", "permutation", "ablation")
 BASELINES = ("train-mean", "zero")
