@@ -249,3 +249,4 @@ print("TORCH" if any(m == "torch" or m.startswith("torch.") for m in sys.modules
 def test_study_help_and_compare_import_no_torch(args):
     out = subprocess.run([sys.executable, "-c", COMPARE_PROBE, *args], capture_output=True, text=True, env=ENV)
     assert out.stdout.strip().splitlines()[-1] == "NO-TORCH", out.stderr
+

@@ -42,6 +42,7 @@ from normscope.train.evaluate import autocast, evaluate_best, loss_and_accuracy,
 from normscope.train.optim import lr_factor, make_optimizer, set_lr
 from normscope.train.prepare import PreparedRun, commit_resume, new_run, reopen_run
 from normscope.train.progress import Reporter
+from normscope.train.settings import OVERRIDABLE
 from normscope.train.state import TrainState
 
 __all__ = ["train", "Trainer", "TrainState", "TrainingFailed"]
@@ -72,6 +73,7 @@ def train(
     progress: str = "auto",
     resume=None,
     callbacks: Sequence[Callable[[dict], None]] = (),
+    **settings,
 ) -> Path:
     """Train a model description and return its run directory.
 
@@ -93,12 +95,16 @@ def train(
     Ctrl-C or SIGTERM; OSError after a failed write (a full disk), the last complete
     checkpoint intact.
     """
+    unknown = set(settings) - set(OVERRIDABLE)
+    if unknown:
+        raise TypeError(f"train() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    options = {k: v for k, v in locals().items() if k not in ("settings", "unknown")} | settings
     reporter = Reporter(progress)
     with interrupt_signals():
         if resume is not None:
             run = reopen_run(Path(resume), epochs=epochs, device=device, data_dir=data_dir, reporter=reporter)
         else:
-            run = new_run(description, locals(), reporter)  # train()'s arguments
+            run = new_run(description, options, reporter)  # train()'s arguments
         try:
             return _train(run, reporter, callbacks)
         finally:

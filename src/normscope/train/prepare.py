@@ -133,7 +133,7 @@ def start_run(
 
 def new_run(description, options: dict, reporter: Reporter) -> PreparedRun:
     """:func:`start_run` with train()'s keyword arguments ``options``."""
-    overrides = {key: options[key] for key in OVERRIDABLE}
+    overrides = {key: options.get(key) for key in OVERRIDABLE}
     keys = ("data_dir", "out", "name", "norm", "reuse", "test_subset", "device", "fit_data", "amp", "channels_last")
     return start_run(
         description,
