@@ -250,3 +250,29 @@ def test_study_help_and_compare_import_no_torch(args):
     out = subprocess.run([sys.executable, "-c", COMPARE_PROBE, *args], capture_output=True, text=True, env=ENV)
     assert out.stdout.strip().splitlines()[-1] == "NO-TORCH", out.stderr
 
+
+def _trained_change(tmp_path, name, *extra):
+    """The largest change of conv1's weights over one SGD step (lr 1) from its seeded initialization."""
+    from normscope import build_model
+
+    out = cli(
+        "train", EX / "perceptnet.yml", "--data", "synthetic:48", "--fit-data", "--epochs", "1", "--subset", "30",
+        "--test-subset", "10", "--set", "train.optimizer=sgd", "--lr", "1", "--batch-size", "64",
+        "--out", tmp_path, "--name", name, "--progress", "none", *extra,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    after = torch.load(tmp_path / name / "last.pt", map_location="cpu", weights_only=True)["model"]
+    start = build_model(tmp_path / name / "description.yml", seed=0).state_dict()
+    return (after["layers.conv1.weight"] - start["layers.conv1.weight"]).abs().max().item()
+
+
+def test_a_setting_added_by_one_declaration_works_end_to_end(tmp_path):
+    """grad_clip was added as one Setting (and its use in the loop): the schema, the typed
+    record, train's and study's options and the checks all know it."""
+    assert "grad_clip" in TRAIN_ARGS and "grad_clip" in TrainSettings.__dataclass_fields__
+    assert "--grad-clip" in cli("study", "--help").stdout
+    bad = cli("train", EX / "perceptnet.yml", "--grad-clip", "-1", "--out", tmp_path)
+    assert bad.returncode == 2 and "--grad-clip must be > 0, got -1.0" in bad.stderr
+    clipped = _trained_change(tmp_path, "clipped", "--grad-clip", "1e-6")
+    free = _trained_change(tmp_path, "free")
+    assert clipped <= 1e-6 + 1e-9 < free  # one step of lr 1 moves a weight by at most the clipped norm

@@ -319,6 +319,8 @@ class Trainer:
                 loss = self.criterion(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.settings.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
         return loss, logits
 
