@@ -181,14 +181,14 @@ def test_local_engine_refuses_impossible_parallelism(parallel):
         (["--engine", "ray", "--gpus-per-run", "1e400"], "--gpus-per-run"),
         (["--engine", "ray", "--address", "ray://garbage"], "expected auto, HOST:PORT or ray://HOST:PORT"),
         (["--parallel", "1000"], "at most"),
-        (["--seeds", "1e20"], "'1e20' is not a valid integer"),
+        (["--seeds", "1e20"], "Invalid value for '--seeds'"),
         (["--factor", "norm_options.bn.momentum=0.9"], "at least two different levels"),
     ],
 )
 def test_study_refuses_bad_options_before_writing(tmp_path, args, words):
     out = cli("study", EX / "perceptnet.yml", "--data", "synthetic:32", "--out", tmp_path / "s", *args)
     assert out.returncode == 2, out.stderr
-    assert words in out.stderr and "Traceback" not in out.stderr
+    assert words in " ".join(out.stderr.replace("│", " ").split()) and "Traceback" not in out.stderr
     assert not (tmp_path / "s").exists()
 
 

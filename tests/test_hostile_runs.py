@@ -257,8 +257,8 @@ def test_resume_rewrites_a_damaged_results_json(base, tmp_path):
 # --------------------------------------------------------------------------- #
 
 REFUSED_RESUMES = {
-    "epochs-0": (["--epochs", "0"], ["--epochs must be a positive integer, got 0"]),
-    "epochs-negative": (["--epochs", "-1"], ["--epochs must be a positive integer, got -1"]),
+    "epochs-0": (["--epochs", "0"], ["--epochs must be >= 1, got 0"]),
+    "epochs-negative": (["--epochs", "-1"], ["--epochs must be >= 1, got -1"]),
     "epochs-below-done": (["--epochs", "1"], ["--epochs 1:", "has already done 2 epochs"]),
     "already-complete": ([], ["already complete (2 epochs)", "pass --epochs"]),
     "settings-of-a-new-run": (["--lr", "0.1"], ["--resume continues a run with its own settings", "drop --lr"]),
@@ -317,15 +317,15 @@ def test_resume_with_wrong_data_leaves_the_run_as_it_was(cifar_run, tmp_path):
 # --------------------------------------------------------------------------- #
 
 BAD_OPTIONS = {
-    "lr-nan": (["--lr", "nan"], ["--lr: the learning rate must be a positive number, got nan"]),
-    "lr-inf": (["--lr", "inf"], ["--lr: the learning rate must be a positive number, got inf"]),
-    "lr-negative": (["--lr", "-0.1"], ["--lr: the learning rate must be a positive number, got -0.1"]),
-    "seed-negative": (["--seed", "-1"], ["--seed must be an integer from 0 to 4,294,967,295, got -1"]),
-    "seed-huge": (["--seed", "99999999999999999999"], ["--seed must be an integer from 0 to 4,294,967,295"]),
-    "epochs-0": (["--epochs", "0"], ["--epochs must be a positive integer, got 0"]),
-    "epochs-negative": (["--epochs", "-1"], ["--epochs must be a positive integer, got -1"]),
-    "batch-size-0": (["--batch-size", "0"], ["--batch-size must be a positive integer, got 0"]),
-    "subset-0": (["--subset", "0"], ["--subset (training images) must be an integer of at least 2, got 0"]),
+    "lr-nan": (["--lr", "nan"], ["--lr must be a finite number, got nan"]),
+    "lr-inf": (["--lr", "inf"], ["--lr must be a finite number, got inf"]),
+    "lr-negative": (["--lr", "-0.1"], ["--lr must be > 0, got -0.1"]),
+    "seed-negative": (["--seed", "-1"], ["--seed must be in [0, 4294967295], got -1"]),
+    "seed-huge": (["--seed", "99999999999999999999"], ["--seed must be in [0, 4294967295]"]),
+    "epochs-0": (["--epochs", "0"], ["--epochs must be >= 1, got 0"]),
+    "epochs-negative": (["--epochs", "-1"], ["--epochs must be >= 1, got -1"]),
+    "batch-size-0": (["--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
+    "subset-0": (["--subset", "0"], ["--subset must be >= 2, got 0"]),
     "test-subset-0": (["--test-subset", "0"], ["--test-subset (test images) must be a positive integer, got 0"]),
     "out-is-a-file": (["--out", "{file}"], ["--out", "exists and is not a directory"]),
     "out-below-a-file": (["--out", "{file}/runs"], ["--out", "exists and is not a directory"]),

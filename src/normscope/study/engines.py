@@ -37,6 +37,11 @@ class Engine:
         """Choices that depend on the jobs and the model's size (``params`` weights)."""
 
     def describe(self) -> str:
+        """What study.json records of the engine."""
+        raise NotImplementedError
+
+    def how(self) -> str:
+        """How the runs go, for the log: "2 at a time", "on Ray"."""
         raise NotImplementedError
 
     def run(self, todo: list[Job], study_dir: Path, board: Board) -> list[dict]:
@@ -103,7 +108,10 @@ class LocalEngine(Engine):
             job.threads = self.threads
 
     def describe(self) -> str:
-        return f"local ({self.parallel} at a time)"
+        return "local"
+
+    def how(self) -> str:
+        return f"{self.parallel} at a time"
 
     def run(self, todo: list[Job], study_dir: Path, board: Board) -> list[dict]:
         from normscope.study.local import run_local  # the process pool: only when this engine runs
@@ -124,6 +132,9 @@ class RayEngine(Engine):
 
     def describe(self) -> str:
         return f"ray ({self.options.address or 'this machine'})"
+
+    def how(self) -> str:
+        return "on Ray"
 
     def run(self, todo: list[Job], study_dir: Path, board: Board) -> list[dict]:
         return run_ray([j.to_dict() for j in todo], study_dir, self.options, self.device, board)

@@ -155,7 +155,7 @@ def execute_study(req: StudyRequest, engine: Engine, log=print, console=None) ->
         runs.write_json(study_dir / STUDY, plan)
         log(
             f"study {study_dir}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, "
-            f"{len(todo)} to run ({engine.describe()})"
+            f"{len(todo)} to run ({engine.how()})"
         )
         start = time.time()
         board = Board([Path(j.run_dir).name for j in todo], spec.train.get("epochs"), log, console)

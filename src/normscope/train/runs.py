@@ -48,6 +48,7 @@ from normscope.rundir.dirs import check_out_dir, effective_status, safe_name
 from normscope.rundir.jsonfile import read_json, write_text
 from normscope.spec import load_spec
 from normscope.spec.provenance import git_state
+from normscope.train import lock  # noqa: F401  (runs.lock: the run directory's lock)
 from normscope.train.checkpoint import CHECKPOINT_KEYS, check_state, load_checkpoint, repair_best, save_checkpoint
 from normscope.train.config import RunConfig
 from normscope.train.errors import RunError
