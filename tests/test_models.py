@@ -62,7 +62,7 @@ def test_vgg16_study_counts(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_perceptnet_study_counts(variant):
     norm, reuse = split(variant)
-    k = 3 if variant == "gdn_v2" else 1  # the thesis changed the GDN kernel for v2
+    k = 1  # 1×1 GDN in gdn and gdn_v2 alike: the two differ by reuse only
     trainable = conv(3, 3, 1) + conv(3, 6, 5) + conv(6, 128, 5)
     non = 0
     for c in (3, 3, 6, 128):
@@ -73,6 +73,26 @@ def test_perceptnet_study_counts(variant):
     s = summarize(EX / "perceptnet.yml", norm=norm, reuse=reuse)
     assert (s.trainable_params, s.non_trainable_params) == (trainable, non)
     assert features == {"none": 128, "bn_v2": 408, "in_v2": 408, "gdn_v2": 268}.get(variant, 128)
+
+
+def test_perceptnet_gdn_reuse_and_kernel_contrasts():
+    """perceptnet_gdn_v2 differs from perceptnet_gdn by reuse alone (140 statistics × 100
+    classes = 14,000 weights); the thesis' configuration, perceptnet_gdn_v2_k3, adds 3×3
+    GDN kernels (8·C² more γ weights per layer). Counted by hand and on the built module."""
+    convs = conv(3, 3, 1) + conv(3, 6, 5) + conv(6, 128, 5)
+    head = 128 * 100 + 100
+    expected = {}
+    for name, k, reuse in (("perceptnet_gdn", 1, False), ("perceptnet_gdn_v2", 1, True), ("perceptnet_gdn_v2_k3", 3, True)):
+        gdn = [norm_params("gdn", c, k) for c in (3, 3, 6, 128)]
+        trainable = convs + head + sum(t for t, _ in gdn) + (140 * 100 if reuse else 0)
+        expected[name] = (trainable, sum(nt for _, nt in gdn))
+        s = summarize(EX / f"{name}.yml")
+        assert (s.trainable_params, s.non_trainable_params) == expected[name], name
+        assert count_params(build_model(EX / f"{name}.yml")) == expected[name], name
+    total = {name: sum(v) for name, v in expected.items()}
+    assert total == {"perceptnet_gdn": 49_554, "perceptnet_gdn_v2": 63_554, "perceptnet_gdn_v2_k3": 195_058}
+    assert total["perceptnet_gdn_v2"] - total["perceptnet_gdn"] == 14_000
+    assert total["perceptnet_gdn_v2_k3"] - total["perceptnet_gdn_v2"] == 8 * (9 + 9 + 36 + 128**2)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -197,8 +217,11 @@ def test_gdn_v2_reuses_denominators():
         "gdn3.denominator",
         "gdn4.denominator",
     ]
-    assert model.layers["gdn1"].kernel_size == 3 and model.layers["gdn4"].kernel_size == 3
+    assert model.layers["gdn1"].kernel_size == 1 and model.layers["gdn4"].kernel_size == 1
     assert build_model(EX / "perceptnet.yml", norm="gdn").layers["gdn1"].kernel_size == 1
+    thesis = build_model(EX / "perceptnet_gdn_v2_k3.yml")
+    assert thesis.layers["gdn1"].kernel_size == 3 and thesis.layers["gdn4"].kernel_size == 3
+    assert list(thesis.classifier_groups) == list(model.classifier_groups)
 
 
 def test_readable_state_dict_keys():
