@@ -298,3 +298,45 @@ def test_graph_parameter_counts_equal_the_built_module(path):
                 row.name,
             )
         assert (s.trainable_params, s.non_trainable_params) == count_params(model), variant
+
+
+def _pooled(tmp_path, pool: str, x: torch.Tensor) -> torch.Tensor:
+    """The output of one avgpool layer (given as YAML) on a 1-channel input."""
+    path = tmp_path / "pool.yml"
+    h, w = x.shape[-2:]
+    path.write_text(
+        f"name: pool\ninput: [1, {h}, {w}]\nclasses: 2\nlayers:\n  - avgpool: {pool}\n  - flatten\n  - dense\n"
+    )
+    model = build_model(path).eval()
+    out = []
+    model.layers["avgpool1"].register_forward_hook(lambda m, i, o: out.append(o))
+    with torch.no_grad():
+        model(x.view(1, 1, h, w))
+    return out[0][0, 0]
+
+
+def _window_means(x: torch.Tensor, rows: list[range], cols: list[range]) -> torch.Tensor:
+    """Each window's mean over its positions inside the map (Keras' 'same' average pooling)."""
+    return torch.tensor([[float(x[r][:, c].mean()) for c in cols] for r in rows])
+
+
+def test_avgpool_padding_is_not_averaged_in(tmp_path):
+    """avgpool with padding averages over the window's positions inside the map, as Keras
+    does: a map of ones stays ones, and every window is the mean of the values it covers."""
+    ones = _pooled(tmp_path, "{size: 3, stride: 1, padding: same}", torch.ones(4, 4))
+    torch.testing.assert_close(ones, torch.ones(4, 4), atol=0, rtol=0)
+    x = torch.arange(16, dtype=torch.float32).view(4, 4) ** 1.5
+    # 3×3 windows at stride 1, one position of padding on each side
+    around = [range(max(0, i - 1), min(4, i + 2)) for i in range(4)]
+    got = _pooled(tmp_path, "{size: 3, stride: 1, padding: same}", x)
+    torch.testing.assert_close(got, _window_means(x, around, around), atol=1e-5, rtol=1e-6)
+    # the corner: mean of x[0:2, 0:2] = (0 + 1 + 4^1.5 + 5^1.5) / 4
+    assert got[0, 0].item() == pytest.approx((0 + 1 + 8 + 5**1.5) / 4, rel=1e-6)
+    # asymmetric 'same' padding (2×2 at stride 2 on 5×5: none before, one after)
+    y = torch.randn(5, 5)
+    halves = [range(0, 2), range(2, 4), range(4, 5)]
+    got = _pooled(tmp_path, "{size: 2, padding: same}", y)
+    torch.testing.assert_close(got, _window_means(y, halves, halves), atol=1e-6, rtol=1e-6)
+    # an explicit padding is not averaged in either
+    got = _pooled(tmp_path, "{size: 3, stride: 1, padding: 1}", x)
+    torch.testing.assert_close(got, _window_means(x, around, around), atol=1e-5, rtol=1e-6)
