@@ -82,7 +82,11 @@ def test_perceptnet_gdn_reuse_and_kernel_contrasts():
     convs = conv(3, 3, 1) + conv(3, 6, 5) + conv(6, 128, 5)
     head = 128 * 100 + 100
     expected = {}
-    for name, k, reuse in (("perceptnet_gdn", 1, False), ("perceptnet_gdn_v2", 1, True), ("perceptnet_gdn_v2_k3", 3, True)):
+    for name, k, reuse in (
+        ("perceptnet_gdn", 1, False),
+        ("perceptnet_gdn_v2", 1, True),
+        ("perceptnet_gdn_v2_k3", 3, True),
+    ):
         gdn = [norm_params("gdn", c, k) for c in (3, 3, 6, 128)]
         trainable = convs + head + sum(t for t, _ in gdn) + (140 * 100 if reuse else 0)
         expected[name] = (trainable, sum(nt for _, nt in gdn))

@@ -81,7 +81,10 @@ def test_norm_option_on_the_command_line_selects_per_image_bn_statistics():
     [
         ("bnreuse", "--norm-option must be NORM.KEY=VALUE"),
         ("bn.reuse_stat=image", "unknown bn option 'reuse_stat'; did you mean 'reuse_stats'?"),
-        ("bn.kernel=3", "unknown bn option 'kernel' (bn takes: eps, momentum, reuse_stats); kernel is an option of gdn"),
+        (
+            "bn.kernel=3",
+            "unknown bn option 'kernel' (bn takes: eps, momentum, reuse_stats); kernel is an option of gdn",
+        ),
         ("xx.eps=0.1", "`norm_options` key 'xx' must be one of"),
     ],
 )

@@ -14,6 +14,7 @@ from rich.markup import escape
 from normscope import norms
 from normscope.errors import NormscopeError
 
+
 def _plain_flags() -> None:
     """Help shows a flag (`--json`, `--reuse/--no-reuse`, `--help`) without a value type:
     typer labels it `<bool>`, as if it took a value, which it does not."""

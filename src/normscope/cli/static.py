@@ -28,8 +28,8 @@ from normscope.cli.common import (
 )
 from normscope.errors import NormscopeError
 from normscope.model.diagnostics import diagnose_description
-from normscope.spec.lint import lint
 from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
+from normscope.spec.lint import lint
 
 
 @user_errors

@@ -27,8 +27,8 @@ from pathlib import Path
 import networkx as nx
 
 from normscope import norms
-from normscope.model.graph import build_graph
 from normscope.keys import pair
+from normscope.model.graph import build_graph
 from normscope.model.kinds import effective_kernel, padding4, pool_window
 from normscope.spec import load_spec
 

@@ -55,7 +55,11 @@ def _pool_keys(name: str, op: str) -> KindKeys:
         primary="size",
         prefix="pool" if op == "max" else "avgpool",
         doc=f"{op} pooling; stride defaults to the size."
-        + (" With padding, a window averages only its positions inside the map (as Keras: the zeros are not counted)." if op == "avg" else ""),
+        + (
+            " With padding, a window averages only its positions inside the map (as Keras: the zeros are not counted)."
+            if op == "avg"
+            else ""
+        ),
         args={
             "size": Arg((int, list), 2, check=pair_check),
             "stride": Arg((int, list, type(None)), None, check=lambda v: None if v is None else pair_check(v)),
