@@ -169,12 +169,12 @@ def check(
 def _checked(file: Path):
     """(every independent error of the description (normscope.spec.lint), else the first
     error of its graph (shapes); its summary when there is none)."""
-    found = lint(file)
-    if found:
-        return [str(e) for e in found], None
     try:
+        found = lint(file)
+        if found:
+            return [str(e) for e in found], None
         return [], summarize(file)
-    except NormscopeError as exc:
+    except NormscopeError as exc:  # one file's problem does not stop the others
         return [str(exc)], None
 
 
