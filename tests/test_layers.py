@@ -219,6 +219,30 @@ def test_gdn_bound_lets_gradients_push_up():
         assert (gdn.gamma_stored.grad == 0).all() == expect_zero
 
 
+def test_gdn_trained_exponents_stay_positive():
+    """Steps that push alpha and epsilon far below zero leave the effective exponents at
+    their positive floor; the forward pass stays finite and an upward gradient still moves
+    them back."""
+    gdn = GDN(3, kernel_size=1, trainable_exponents=True)
+    opt = torch.optim.SGD([gdn.alpha, gdn.epsilon], lr=10.0)
+    x = _x(2, 3, 4, 4)
+    for _ in range(4):
+        opt.zero_grad()
+        alpha, epsilon = gdn.exponents
+        (alpha.sum() + epsilon.sum()).backward()  # the gradient pushes both down
+        opt.step()
+    assert gdn.alpha.min() < 0 and gdn.epsilon.min() < 0  # the stored values did go negative
+    alpha, epsilon = gdn.exponents
+    torch.testing.assert_close(alpha, torch.full((3,), 1e-3))
+    torch.testing.assert_close(epsilon, torch.full((3,), 1e-3))
+    y, stats = gdn(x)
+    # epsilon at 1e-3: D = (beta + gamma |z|^alpha)^0.001, within 1% of 1 for these inputs
+    assert torch.isfinite(y).all() and torch.allclose(stats[0][1], torch.ones(2, 3), atol=0.01)
+    gdn.zero_grad()
+    (-gdn.exponents[0].sum()).backward()
+    assert (gdn.alpha.grad < 0).all()  # an upward push passes the floor
+
+
 def test_layers_compile_fullgraph():
     x = _x(2, 4, 6, 6).contiguous(memory_format=torch.channels_last)
     for layer in (BatchNorm(4), InstanceNorm(4), GDN(4, 3, trainable_exponents=True)):

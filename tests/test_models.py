@@ -62,7 +62,7 @@ def test_vgg16_study_counts(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_perceptnet_study_counts(variant):
     norm, reuse = split(variant)
-    k = 3 if variant == "gdn_v2" else 1  # the thesis changed the GDN kernel for v2
+    k = 1  # 1×1 GDN in gdn and gdn_v2 alike: the two differ by reuse only
     trainable = conv(3, 3, 1) + conv(3, 6, 5) + conv(6, 128, 5)
     non = 0
     for c in (3, 3, 6, 128):
@@ -73,6 +73,30 @@ def test_perceptnet_study_counts(variant):
     s = summarize(EX / "perceptnet.yml", norm=norm, reuse=reuse)
     assert (s.trainable_params, s.non_trainable_params) == (trainable, non)
     assert features == {"none": 128, "bn_v2": 408, "in_v2": 408, "gdn_v2": 268}.get(variant, 128)
+
+
+def test_perceptnet_gdn_reuse_and_kernel_contrasts():
+    """perceptnet_gdn_v2 differs from perceptnet_gdn by reuse alone (140 statistics × 100
+    classes = 14,000 weights); the thesis' configuration, perceptnet_gdn_v2_k3, adds 3×3
+    GDN kernels (8·C² more γ weights per layer). Counted by hand and on the built module."""
+    convs = conv(3, 3, 1) + conv(3, 6, 5) + conv(6, 128, 5)
+    head = 128 * 100 + 100
+    expected = {}
+    for name, k, reuse in (
+        ("perceptnet_gdn", 1, False),
+        ("perceptnet_gdn_v2", 1, True),
+        ("perceptnet_gdn_v2_k3", 3, True),
+    ):
+        gdn = [norm_params("gdn", c, k) for c in (3, 3, 6, 128)]
+        trainable = convs + head + sum(t for t, _ in gdn) + (140 * 100 if reuse else 0)
+        expected[name] = (trainable, sum(nt for _, nt in gdn))
+        s = summarize(EX / f"{name}.yml")
+        assert (s.trainable_params, s.non_trainable_params) == expected[name], name
+        assert count_params(build_model(EX / f"{name}.yml")) == expected[name], name
+    total = {name: sum(v) for name, v in expected.items()}
+    assert total == {"perceptnet_gdn": 49_554, "perceptnet_gdn_v2": 63_554, "perceptnet_gdn_v2_k3": 195_058}
+    assert total["perceptnet_gdn_v2"] - total["perceptnet_gdn"] == 14_000
+    assert total["perceptnet_gdn_v2_k3"] - total["perceptnet_gdn_v2"] == 8 * (9 + 9 + 36 + 128**2)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -197,8 +221,11 @@ def test_gdn_v2_reuses_denominators():
         "gdn3.denominator",
         "gdn4.denominator",
     ]
-    assert model.layers["gdn1"].kernel_size == 3 and model.layers["gdn4"].kernel_size == 3
+    assert model.layers["gdn1"].kernel_size == 1 and model.layers["gdn4"].kernel_size == 1
     assert build_model(EX / "perceptnet.yml", norm="gdn").layers["gdn1"].kernel_size == 1
+    thesis = build_model(EX / "perceptnet_gdn_v2_k3.yml")
+    assert thesis.layers["gdn1"].kernel_size == 3 and thesis.layers["gdn4"].kernel_size == 3
+    assert list(thesis.classifier_groups) == list(model.classifier_groups)
 
 
 def test_readable_state_dict_keys():
@@ -275,3 +302,45 @@ def test_graph_parameter_counts_equal_the_built_module(path):
                 row.name,
             )
         assert (s.trainable_params, s.non_trainable_params) == count_params(model), variant
+
+
+def _pooled(tmp_path, pool: str, x: torch.Tensor) -> torch.Tensor:
+    """The output of one avgpool layer (given as YAML) on a 1-channel input."""
+    path = tmp_path / "pool.yml"
+    h, w = x.shape[-2:]
+    path.write_text(
+        f"name: pool\ninput: [1, {h}, {w}]\nclasses: 2\nlayers:\n  - avgpool: {pool}\n  - flatten\n  - dense\n"
+    )
+    model = build_model(path).eval()
+    out = []
+    model.layers["avgpool1"].register_forward_hook(lambda m, i, o: out.append(o))
+    with torch.no_grad():
+        model(x.view(1, 1, h, w))
+    return out[0][0, 0]
+
+
+def _window_means(x: torch.Tensor, rows: list[range], cols: list[range]) -> torch.Tensor:
+    """Each window's mean over its positions inside the map (Keras' 'same' average pooling)."""
+    return torch.tensor([[float(x[r][:, c].mean()) for c in cols] for r in rows])
+
+
+def test_avgpool_padding_is_not_averaged_in(tmp_path):
+    """avgpool with padding averages over the window's positions inside the map, as Keras
+    does: a map of ones stays ones, and every window is the mean of the values it covers."""
+    ones = _pooled(tmp_path, "{size: 3, stride: 1, padding: same}", torch.ones(4, 4))
+    torch.testing.assert_close(ones, torch.ones(4, 4), atol=0, rtol=0)
+    x = torch.arange(16, dtype=torch.float32).view(4, 4) ** 1.5
+    # 3×3 windows at stride 1, one position of padding on each side
+    around = [range(max(0, i - 1), min(4, i + 2)) for i in range(4)]
+    got = _pooled(tmp_path, "{size: 3, stride: 1, padding: same}", x)
+    torch.testing.assert_close(got, _window_means(x, around, around), atol=1e-5, rtol=1e-6)
+    # the corner: mean of x[0:2, 0:2] = (0 + 1 + 4^1.5 + 5^1.5) / 4
+    assert got[0, 0].item() == pytest.approx((0 + 1 + 8 + 5**1.5) / 4, rel=1e-6)
+    # asymmetric 'same' padding (2×2 at stride 2 on 5×5: none before, one after)
+    y = torch.randn(5, 5)
+    halves = [range(0, 2), range(2, 4), range(4, 5)]
+    got = _pooled(tmp_path, "{size: 2, padding: same}", y)
+    torch.testing.assert_close(got, _window_means(y, halves, halves), atol=1e-6, rtol=1e-6)
+    # an explicit padding is not averaged in either
+    got = _pooled(tmp_path, "{size: 3, stride: 1, padding: 1}", x)
+    torch.testing.assert_close(got, _window_means(x, around, around), atol=1e-5, rtol=1e-6)

@@ -84,6 +84,7 @@ def test_norm_option_on_the_command_line_selects_per_image_bn_statistics():
         ("xx.eps=0.1", "--norm-option norm_options.xx.eps: unknown norm 'xx'"),
         ("gn.groups=&a [*a]", "YAML aliases (*name) are not allowed"),
         ("bn.eps=-1.0", "--norm-option norm_options.bn.eps must be positive"),
+        ("bn.kernel=3", "unknown key 'kernel' in `norm_options.bn`"),
     ],
 )
 def test_bad_norm_options_are_refused(value, words):

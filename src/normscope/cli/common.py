@@ -13,6 +13,24 @@ from rich.markup import escape
 from normscope import norms
 from normscope.errors import NormscopeError
 
+
+def _plain_flags() -> None:
+    """Help shows a flag (`--json`, `--reuse/--no-reuse`, `--help`) without a value type:
+    typer labels it `<bool>`, as if it took a value, which it does not."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    display = getattr(option, "display_type_rich", None)
+    if display is None or getattr(display, "plain_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else display(self, ctx)
+
+    display_type_rich.plain_flags = True
+    option.display_type_rich = display_type_rich
+
+
+_plain_flags()
+
 # a pipe or a log file gets wide tables rather than rich's 80-column default
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from normscope import norms
@@ -26,8 +27,10 @@ from normscope.cli.common import (
     user_errors,
     variant_of,
 )
+from normscope.errors import NormscopeError
 from normscope.model.diagnostics import diagnose_description
 from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
+from normscope.spec.lint import lint
 
 
 @user_errors
@@ -83,7 +86,7 @@ def variants(
     classes: Optional[int] = ClassesOpt,
     norm_option: Optional[list[str]] = NormOptionOpt,
     sets: Optional[list[str]] = SetOpt,
-    as_json: bool = typer.Option(False, "--json", help="print one JSON list"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON list, an object per variant"),
 ):
     """Every normalization variant of a description (the study's default seven and the rest), with their sizes.
 
@@ -146,20 +149,39 @@ def check(
     strict: bool = typer.Option(False, "--strict", help="diagnostics are errors (exit status 2)"),
     sets: Optional[list[str]] = SetOpt,
 ):
-    """Validate descriptions and print their diagnostics; exit 2 at the first error.
+    """Validate descriptions: every error of each file (file:line), then its diagnostics.
 
-    With --strict, diagnostics are errors too (exit 2)."""
-    failed = []
+    Exit status 2 when any file has an error; with --strict, diagnostics are errors too."""
+    failed: list[str] = []
     for f in files:
-        s = summarize(variant_of(f, sets=sets))
+        errors, s = _checked(f, sets)
+        if errors:
+            for message in errors:
+                err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            failed.append(f"{f} ({len(errors)} error{'s' if len(errors) > 1 else ''})")
+            continue
         if strict and s.diagnostics:
             print_diagnostics(s.diagnostics, err_console, " (error)")
-            failed.append(f"{f} ({len(s.diagnostics)})")
+            failed.append(f"{f} ({len(s.diagnostics)} diagnostic{'s' if len(s.diagnostics) > 1 else ''})")
             continue
-        console.print(f"[green]ok[/] {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}")
+        buildable = not any(d.code == "too-large" for d in s.diagnostics)
+        status = "[green]ok[/]" if buildable else "[bold yellow]valid, too large to build here[/]"
+        console.print(f"{status} {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}")
         print_diagnostics(s.diagnostics, console)
-    if strict and failed:
-        fail(f"--strict: diagnostics in {', '.join(map(str, failed))} (docs/diagnostics.md)")
+    if failed:
+        fail(f"{'--strict: ' if strict else ''}{len(failed)} of {len(files)} files failed: {', '.join(failed)}")
+
+
+def _checked(file: Path, sets=None):
+    """(every independent error of the description (normscope.spec.lint), else the first
+    error of its graph (shapes); its summary when there is none)."""
+    try:
+        found = lint(file)
+        if found:
+            return [str(e) for e in found], None
+        return [], summarize(variant_of(file, sets=sets))
+    except NormscopeError as exc:  # one file's problem does not stop the others
+        return [str(exc)], None
 
 
 def print_description_diagnostics(file: Path | None, norm=None, reuse=None, variants: str | None = None) -> None:

@@ -23,8 +23,8 @@ from normscope.spec.settings import flag_settings
 METRIC_LABELS = (
     ("loss", "loss"),
     ("accuracy", "accuracy"),
-    ("precision", "precision"),
-    ("recall", "recall"),
+    ("precision", "precision@0.5"),  # Keras' Precision(): (image, class) pairs with p > 0.5
+    ("recall", "recall@0.5"),
     ("auc", "AUC"),
     ("top5_accuracy", "top-5 accuracy"),
     ("macro_f1", "macro F1"),
@@ -234,10 +234,10 @@ def data_download(name: str = typer.Argument(..., help="cifar100"), data_dir: Op
 @data_app.command("info")
 @user_errors
 def data_info(
-    spec: str = typer.Argument(..., help="cifar100 | fashion-mnist | npz:PATH | synthetic[:N]"),
+    spec: str = typer.Argument(..., help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N]"),
     data_dir: Optional[Path] = DataDirOpt,
     validation: float = typer.Option(0.1, "--validation", help="validation fraction"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
     """Sizes, image shape, classes and training statistics of a data set."""
     from normscope.data.batches import prepare_data  # torch: only commands that load data import it

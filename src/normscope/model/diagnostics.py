@@ -5,8 +5,10 @@ the graph and the facts of the norms table (`normscope.norms`):
 
 - ``constant-pooled``: a normalization whose every output channel has the same spatial
   mean for every image (`Norm.fixed_channel_mean`: InstanceNorm, where it is β) reaches a
-  global average pooling only through layers that keep each channel's spatial mean
-  constant; the pooled features are then the same for every image.
+  global average pooling only through layers that map such means to such means (in
+  evaluation): per-position affine maps (1×1 convolutions without activation, BatchNorm,
+  identity activations, dropout), zero padding, and average pooling that tiles the map
+  exactly; the pooled features are then the same for every image.
 - ``one-pixel``: a normalization applied to 1×1 maps where that is degenerate
   (`Norm.one_pixel`: InstanceNorm's variance is 0 and its output β).
 - ``batch-stats-reuse``: reused BatchNorm statistics are shared by the batch in training
@@ -25,15 +27,17 @@ from pathlib import Path
 import networkx as nx
 
 from normscope import norms
+from normscope.keys import pair
 from normscope.model.graph import build_graph
-from normscope.model.kinds import pool_window
+from normscope.model.kinds import effective_kernel, padding4, pool_window
 from normscope.spec import load_spec
 
 CODES = ("too-large", "constant-pooled", "one-pixel", "batch-stats-reuse", "nothing-reused")
 
 # kinds that map a per-channel spatial mean that is the same for every image to another such
 # mean: dropout (identity in evaluation), zero padding (a fixed factor), BatchNorm (a
-# per-channel affine map in evaluation); `activation` and `avgpool` only in the cases of _keeps_mean
+# per-channel affine map in evaluation); `activation`, `conv` and `avgpool` only in the
+# cases of _keeps_mean
 _MEAN_KEEPING = {"dropout", "zeropad", norms.NORMS["bn"].long}
 _IDENTITY_ACTIVATIONS = (None, "linear", "none")
 
@@ -134,10 +138,20 @@ def _keeps_mean(node: dict) -> bool:
         return True
     if kind == "activation":
         return args["fn"] in _IDENTITY_ACTIVATIONS
-    if kind == "avgpool":  # non-overlapping windows that tile the map exactly average to its mean
-        (kh, kw), stride = pool_window(args)
+    if kind == "conv":
+        # a 1×1 convolution at stride 1 without activation is the same affine map A·x + b at
+        # every position (b where it pads), so each output channel's spatial mean is an affine
+        # function of the input's channel means; stride > 1 samples positions, and a larger
+        # kernel or any activation mixes in more than the means
+        one = effective_kernel(args) == (1, 1) and pair(args["stride"]) == (1, 1)
+        return one and args["activation"] in _IDENTITY_ACTIVATIONS
+    if kind == "avgpool":
+        # windows that tile the map exactly (stride = size, no padding added, the size
+        # dividing H and W) average to its mean; overlapping, partial or padded windows do not
+        k, stride = pool_window(args)
         _, h, w = node["in_shapes"][0]
-        return args["padding"] == "valid" and (kh, kw) == stride and h % kh == 0 and w % kw == 0
+        no_pad = not any(padding4(args["padding"], (h, w), k, stride))
+        return no_pad and k == stride and h % k[0] == 0 and w % k[1] == 0
     return False
 
 
@@ -168,7 +182,7 @@ def _constant_pooled(graph: nx.DiGraph, name: str, norm: norms.Norm) -> list[Dia
         message = (
             f"{norm.display} '{name}' feeds the global average pooling {_at(graph, pool)}{via}: the spatial "
             f"mean of each channel {norm.display} outputs is its β, the same for every image, so the "
-            f"{node['shape'][0]} pooled features are one constant vector in evaluation (dropout noise in "
+            f"{graph.nodes[pool]['shape'][0]} pooled features are one constant vector in evaluation (dropout noise in "
             "training) and tell the classifier nothing about the image"
         )
         if tapped:

@@ -241,9 +241,10 @@ def _infer_shapes(g: nx.DiGraph, order: list[str], spec: ModelSpec):
         try:
             node["shape"] = tuple(KINDS[node["kind"]].out_shape(args, ins))
         except ShapeError as exc:
-            raise SpecError(
-                f"{exc} (input {', '.join(map(fmt_shape, ins))})", file=node["file"], line=node["line"], layer=name
-            ) from None
+            # the input shapes, unless the message names them already (concat, add, dense)
+            named = all(fmt_shape(s) in str(exc) for s in ins)
+            message = str(exc) if named else f"{exc} (input {', '.join(map(fmt_shape, ins))})"
+            raise SpecError(message, file=node["file"], line=node["line"], layer=name) from None
         if any(s <= 0 for s in node["shape"]):
             raise SpecError(
                 f"output shape {fmt_shape(node['shape'])} is empty", file=node["file"], line=node["line"], layer=name

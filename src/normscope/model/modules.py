@@ -89,13 +89,18 @@ class Pool(nn.Module):
         self.op, self.k, self.s, self.pad4 = op, k, s, tuple(pad4)
 
     def forward(self, x):
-        if any(self.pad4):
-            # -inf for max pooling so padding never wins; zeros (Keras excludes them) for avg
-            value = float("-inf") if self.op == "max" else 0.0
-            x = F.pad(x, self.pad4, value=value)
         if self.op == "max":
+            if any(self.pad4):  # -inf so that padding never wins
+                x = F.pad(x, self.pad4, value=float("-inf"))
             return F.max_pool2d(x, self.k, self.s)
-        return F.avg_pool2d(x, self.k, self.s)
+        if not any(self.pad4):
+            return F.avg_pool2d(x, self.k, self.s)
+        # Keras averages over the window's positions inside the map only: the windows' sums
+        # over the zero-padded input divided by how many real positions each window covers
+        # (the same pooling of a padded map of ones); padding may be asymmetric ('same').
+        sums = F.avg_pool2d(F.pad(x, self.pad4), self.k, self.s)
+        ones = x.new_ones((1, 1, *x.shape[2:]))
+        return sums / F.avg_pool2d(F.pad(ones, self.pad4), self.k, self.s)
 
     def extra_repr(self):
         return f"{self.op}, kernel={self.k}, stride={self.s}"

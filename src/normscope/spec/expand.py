@@ -14,7 +14,7 @@ import re
 from normscope import norms
 from normscope.errors import SpecError
 from normscope.keys import REQUIRED
-from normscope.spec.kinds import COMMON_KEYS, KINDS
+from normscope.spec.kinds import COMMON_KEYS, KINDS, other_norms_option
 from normscope.spec.model_spec import LayerSpec
 from normscope.spec.overrides import check_layer_override
 from normscope.spec.schema import check_value, suggest
@@ -59,6 +59,9 @@ class Expander:
         self.counters: dict[str, int] = {}
         self.open_blocks: list[str] = []  # the blocks being expanded, outermost first
         self.nesting = 0
+        # None: the first error ends the expansion; a list: each item's error is appended
+        # to it and the expansion goes on with the next item (normscope.spec.lint)
+        self.errors: list[SpecError] | None = None
 
     def auto_name(self, prefix: str) -> str:
         """Auto names count per kind over the whole model (conv1, conv2, bn1, ...)."""
@@ -77,16 +80,24 @@ class Expander:
                 line=getattr(items, "line", None),
             )
         file = file_of(items, file)
-        self.nesting += 1
-        if self.nesting > MAX_NESTING:
+        if self.nesting >= MAX_NESTING:
             raise SpecError(
                 f"layers nest deeper than {MAX_NESTING} levels (repeat, blocks, branches)",
                 file=file,
                 line=getattr(items, "line", None),
             )
-        for i, item in enumerate(items):
-            prev = self.item(item, scope, prev, file, line_of(items, i))
-        self.nesting -= 1
+        self.nesting += 1
+        try:
+            for i, item in enumerate(items):
+                try:
+                    prev = self.item(item, scope, prev, file, line_of(items, i))
+                except SpecError as exc:
+                    if self.errors is None:
+                        raise
+                    self.errors.append(exc)
+                    _stand_in(item, scope, prev)
+        finally:
+            self.nesting -= 1
         return prev
 
     def item(self, item, scope: Scope, prev: str, file, line) -> str:
@@ -139,8 +150,10 @@ class Expander:
         child = Scope(name + "_", start[0], scope)
         body = substitute(definition["layers"], env, file_of(definition, file))
         self.open_blocks.append(kind)
-        out = self.expand(body, child, start[0], file_of(definition, file))
-        self.open_blocks.pop()
+        try:
+            out = self.expand(body, child, start[0], file_of(definition, file))
+        finally:
+            self.open_blocks.pop()
         scope.names[local] = out
         return out
 
@@ -307,6 +320,16 @@ def _with_sets(args: LDict, sets: dict, kind: str) -> LDict:
     return out
 
 
+def _stand_in(item, scope: Scope, prev: str) -> None:
+    """After an item's error (collected), its given name stands for its input, so that later
+    references to it do not add errors of their own."""
+    if isinstance(item, dict) and len(item) == 1:
+        args = next(iter(item.values()))
+        name = args.get("name") if isinstance(args, dict) else None
+        if isinstance(name, str) and scope.resolve(name) is None:
+            scope.names[name] = prev
+
+
 def _split_item(item, file, line) -> tuple:
     """A layer item -> (kind, its value): `- flatten` or `- conv: ...`."""
     if isinstance(item, str):
@@ -367,7 +390,8 @@ def _check_layer_keys(kind: str, args, file, name: str) -> None:
         if key not in spec.args and key not in COMMON_KEYS:
             known = list(spec.args) + list(COMMON_KEYS)
             raise SpecError(
-                f"unknown key '{key}' for {kind}{suggest(key, known)} (keys: {', '.join(known)})",
+                f"unknown key '{key}' for {kind}{suggest(key, known)} (keys: {', '.join(known)})"
+                + other_norms_option(key),
                 file=file,
                 line=line_of(args, key),
                 layer=name,

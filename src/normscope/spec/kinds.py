@@ -54,7 +54,12 @@ def _pool_keys(name: str, op: str) -> KindKeys:
         name,
         primary="size",
         prefix="pool" if op == "max" else "avgpool",
-        doc=f"{op} pooling; stride defaults to the size.",
+        doc=f"{op} pooling; stride defaults to the size."
+        + (
+            " With padding, a window averages only its positions inside the map (as Keras: the zeros are not counted)."
+            if op == "avg"
+            else ""
+        ),
         args={
             "size": Arg((int, list), 2, check=pair_check),
             "stride": Arg((int, list, type(None)), None, check=lambda v: None if v is None else pair_check(v)),
@@ -70,13 +75,24 @@ def _norm_keys() -> list[KindKeys]:
         args=dict(norms.OPTIONS),
         doc="A normalization slot: becomes the model's `norm` (" + " | ".join(norms.NORM_CHOICES) + ").",
     )
+    # a fixed layer takes its own normalization's options only (`- batchnorm: {kernel: 3}` is
+    # an error); a slot takes every option, since its normalization changes with the variant
     fixed = [
         KindKeys(
-            n.long, prefix=n.short, args=dict(norms.OPTIONS), doc=f"A fixed {n.display} layer (not changed by `norm`)."
+            n.long,
+            prefix=n.short,
+            args={k: norms.OPTIONS[k] for k in n.defaults},
+            doc=f"A fixed {n.display} layer (not changed by `norm`).",
         )
         for n in norms.NORMS.values()
     ]
     return [slot, *fixed]
+
+
+def other_norms_option(key: str) -> str:
+    """'; kernel is an option of gdn' where `key` belongs to other normalizations, else ''."""
+    owners = [n.long for n in norms.NORMS.values() if key in n.defaults]
+    return f"; {key} is an option of {', '.join(owners)}" if owners else ""
 
 
 KINDS: dict[str, KindKeys] = {

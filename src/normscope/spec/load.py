@@ -220,7 +220,9 @@ def _slot_warnings(layers: list[LayerSpec], norm: str, reuse: bool, norm_given: 
     if any(layer.slot for layer in layers):
         return []
     warnings = []
-    if reuse:
+    if reuse and norm == "none":  # slots or not, none of them holds a normalization
+        warnings.append("reuse with norm none has nothing to reuse: the classifier sees features only")
+    elif reuse:
         warnings.append("reuse is on but the model has no norm slots: the classifier sees features only")
     if norm != "none" and norm_given:
         warnings.append(f"--norm {norm} has no effect: the description has no `norm` slots")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from normscope import norms
 from normscope.errors import SpecError
-from normscope.spec.kinds import KINDS
+from normscope.spec.kinds import KINDS, other_norms_option
 from normscope.spec.schema import suggest
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
 
@@ -91,10 +91,14 @@ def parse_norm_options(doc) -> dict:
                 file=file,
                 line=line_of(raw, k),
             )
+        takes = KINDS[norms.NORMS[k].long].args  # this normalization's own options
         for key in v:
-            if key not in KINDS["norm"].args:
+            if key not in takes:
                 raise SpecError(
-                    f"unknown norm option '{key}'{suggest(key, KINDS['norm'].args)}", file=file, line=line_of(v, key)
+                    f"unknown {k} option '{key}'{suggest(key, takes)} ({k} takes: {', '.join(takes)})"
+                    + other_norms_option(key),
+                    file=file,
+                    line=line_of(v, key),
                 )
     return raw
 

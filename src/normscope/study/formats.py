@@ -8,8 +8,8 @@ from normscope import norms
 
 LABELS = {
     "loss": "loss",
-    "precision": "precision",
-    "recall": "recall",
+    "precision": "precision@0.5",  # Keras' thresholded metrics: (image, class) pairs with p > 0.5
+    "recall": "recall@0.5",
     "auc": "AUC",
     "accuracy": "accuracy",
     "top5_accuracy": "top-5",

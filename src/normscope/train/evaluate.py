@@ -1,4 +1,4 @@
-"""Evaluation: logits of whole splits in large batches, metrics.md's metrics of them, the
+"""Evaluation: logits of whole splits in large batches, the thesis' metrics of them, the
 final test (and validation) metrics of a run's best checkpoint, and :func:`evaluate_run`
 to re-compute them later, with BatchNorm's running statistics (the default, as Keras
 evaluates) or with batch statistics (what the classifier saw in training)."""
@@ -70,7 +70,7 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
 
 
 def test_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
-    """metrics.md's metrics of softmax(logits) (normscope.train.metrics); the loss is the
+    """The thesis' metrics (docs/thesis.md) of softmax(logits) (normscope.train.metrics); the loss is the
     cross-entropy from the logits, unclipped, as Keras computes it."""
     logits = logits.double()
     probs = torch.softmax(logits, dim=1).cpu().numpy()
@@ -107,7 +107,7 @@ def evaluate_run(
     weights=None,
 ) -> dict:
     """Re-compute the metrics of a run's checkpoint (best by default) on ``split``;
-    returns metrics.md's metrics plus per_class_accuracy and confusion_matrix.
+    returns the thesis' metrics plus per_class_accuracy and confusion_matrix.
     ``bn_stats``, ``weights``: see :func:`evaluate_run_bn_stats`."""
     return evaluate_run_bn_stats(run_dir, device, data_dir, split, checkpoint, (bn_stats,), weights)[bn_stats]
 

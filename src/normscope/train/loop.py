@@ -423,10 +423,15 @@ class Trainer:
             m = results["test"]
             self.reporter.note(
                 f"test (best epoch {state.best_epoch}): loss {m['loss']:.4f}  "
-                f"accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  "
-                f"recall {m['recall']:.4f}  auc {m['auc']:.4f}  top5 {m['top5_accuracy']:.4f}  "
+                f"accuracy {m['accuracy']:.4f}  precision@0.5 {m['precision']:.4f}  "
+                f"recall@0.5 {m['recall']:.4f}  auc {m['auc']:.4f}  top5 {m['top5_accuracy']:.4f}  "
                 f"macro_f1 {m['macro_f1']:.4f}"
             )
+            if m["precision"] == 0 and m["recall"] == 0 and m["accuracy"] > 0:
+                self.reporter.note(
+                    "(precision@0.5 and recall@0.5 are Keras' Precision() and Recall(): they count the "
+                    "(image, class) pairs whose probability exceeds 0.5; no prediction reached 0.5)"
+                )
             self.reporter.note(f"run directory: {run_dir}")
         return run_dir
 

@@ -2,7 +2,7 @@
 
 All pooled metrics (precision, recall, AUC) treat the N x K (image, class) pairs
 as one binary problem against the one-hot labels, like Keras' ``Precision()``,
-``Recall()`` and ``AUC()`` on softmax outputs.  See docs/reference metrics.md.
+``Recall()`` and ``AUC()`` on softmax outputs.  docs/thesis.md ("Metrics") defines each.
 
 The loss is the cross-entropy from the logits, never clipped: for a classifier whose last
 layer is a softmax Dense, Keras computes ``categorical_crossentropy`` from the logits

@@ -6,8 +6,10 @@ gamma (C x C x k x k) and beta (C) are stored reparametrized so they stay
 non-negative / above a floor whatever the optimizer does: a stored value r maps to
 max(r, bound)^2 - pedestal, with a bound whose gradient still lets r grow back up
 (the scheme tensorflow_compression and CompressAI use). alpha and epsilon are plain
-per-channel parameters, frozen unless trainable_exponents. Since |z|^alpha feeds a
-convolution, alpha is indexed by the input channel j.
+per-channel parameters, frozen unless trainable_exponents; the forward pass uses them
+bounded below (max(value, 1e-3) with the same gradient rule), so trained exponents stay
+positive. Since |z|^alpha feeds a convolution, alpha is indexed by the input channel j:
+one power per input channel makes the sum over j a single convolution of |z|^alpha.
 """
 
 import math
@@ -19,6 +21,7 @@ from torch import nn
 _OFFSET = 2.0**-18  # smallest stored value
 _PEDESTAL = _OFFSET**2  # subtracted so that a stored _OFFSET means exactly 0
 _BETA_MIN = 1e-6  # floor of the effective beta
+_EXPONENT_MIN = 1e-3  # floor of the effective alpha and epsilon
 _ABS_MIN = 1e-30  # |z| is floored here before the log
 _LOG_POW_MAX = math.log(1e30)  # |z|^alpha is capped at 1e30 to stay finite
 
@@ -93,6 +96,14 @@ class GDN(nn.Module):
         """Effective beta (C,), always >= 1e-6."""
         return _from_stored(self.beta_stored, _BETA_MIN)
 
+    @property
+    def exponents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Effective (alpha, epsilon), each (C,) and >= 1e-3 whatever training did to them."""
+        return (
+            _LowerBound.apply(self.alpha, _EXPONENT_MIN),
+            _LowerBound.apply(self.epsilon, _EXPONENT_MIN),
+        )
+
     @torch.no_grad()
     def set_gamma(self, gamma: torch.Tensor) -> None:
         """Set the effective gamma; a (C, C) matrix is accepted for kernel_size 1."""
@@ -109,8 +120,7 @@ class GDN(nn.Module):
             raise ValueError(f"GDN expects 4-D input, got {x.dim()}-D")
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = x.float()
-            alpha = self.alpha.float().view(1, -1, 1, 1)
-            epsilon = self.epsilon.float().view(1, -1, 1, 1)
+            alpha, epsilon = (e.float().view(1, -1, 1, 1) for e in self.exponents)
             # |z|^alpha in the log domain: no log(0), no 0 * inf, no overflow
             log_abs = torch.log(torch.clamp(z.abs(), min=_ABS_MIN))
             powered = torch.exp(torch.clamp(alpha * log_abs, max=_LOG_POW_MAX))
