@@ -459,7 +459,9 @@ def test_cli_attribute_run_without_reuse(planted_runs):
     )
     assert res.exit_code == 0, res.output
     assert "features only" in res.output
-    doc = json.loads((run_dir / "attribution.json").read_text())
+    # named by its methods: not the default-named attribution.json another call wrote or will write
+    doc = json.loads((run_dir / "attribution-ig+logit.json").read_text())
+    assert (run_dir / "attribution-ig+logit.png").is_file()
     assert doc["stats_share"] == 0 and doc["features_only"] is True
     assert [g["name"] for g in doc["groups"]] == ["features"] and doc["layers"] == []
 

@@ -12,7 +12,15 @@ from typing import Iterable
 from normscope.fileio import atomic_write
 from normscope.train.errors import RunError
 
-__all__ = ["HISTORY_COLUMNS", "write_history", "read_history", "write_per_class", "write_confusion", "plot_curves"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "write_history",
+    "read_history",
+    "write_per_class",
+    "write_confusion",
+    "curves_figure",
+    "plot_curves",
+]
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -67,39 +75,49 @@ def write_confusion(path: Path, class_names, confusion) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
-    """Loss and accuracy per epoch (train and validation) and the learning rate, as PNG.
-    Uses the Agg canvas directly: the global matplotlib backend is left alone."""
+def curves_figure(history: list[dict], title: str = ""):
+    """Loss and accuracy per epoch (train and validation) and the learning rate, as a
+    matplotlib Figure on the Agg canvas (the global backend is left alone). Ticks on whole
+    epochs only; a learning rate that never changes gets a note instead of a flat panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: heavy, only for the curves
     from matplotlib.figure import Figure  # (as above)
     from matplotlib.ticker import MaxNLocator  # (as above)
 
-    fig = Figure(figsize=(12, 3.6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     ep = [r["epoch"] for r in history]
 
     def series(key):
         pts = [(e, r.get(key)) for e, r in zip(ep, history) if r.get(key) is not None]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    for ax, what in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    lr_x, lr_y = series("lr")
+    constant_lr = len(set(lr_y)) <= 1
+    fig = Figure(figsize=(8 if constant_lr else 12, 3.6), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if constant_lr else 3)
+    for ax, what in zip(axes, ("loss", "accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
             xs, ys = series(f"{split}_{what}")
             if xs:
                 ax.plot(xs, ys, style, ms=3, label=split)
-        ax.set_xlabel("epoch")
         ax.set_ylabel(what)
-        ax.grid(alpha=0.3)
         ax.legend()
-    xs, ys = series("lr")
-    ax_lr.plot(xs, ys, "-", color="tab:gray")
-    ax_lr.set_xlabel("epoch")
-    ax_lr.set_ylabel("learning rate (end of epoch)")
-    ax_lr.grid(alpha=0.3)
-    for ax in (ax_loss, ax_acc, ax_lr):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title)
+    if not constant_lr:
+        axes[2].plot(lr_x, lr_y, "-o", ms=3, color="tab:gray")
+        axes[2].set_ylabel("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if ep and min(ep) == max(ep):  # one epoch: one tick, in the middle
+            ax.set_xlim(ep[0] - 0.5, ep[0] + 0.5)
+    notes = [f"learning rate {lr_y[0]:g} throughout"] if constant_lr and lr_y else []
+    if title or notes:
+        fig.suptitle("; ".join([t for t in (title,) if t] + notes), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
+    """:func:`curves_figure` as PNG."""
+    fig = curves_figure(history, title)
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
