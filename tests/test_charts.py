@@ -8,8 +8,8 @@ import matplotlib.colors as mcolors
 import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 
+from normscope.analysis.chart import attribution_figure
 from normscope.analysis.common import attribution_stem
-from normscope.analysis.report import attribution_figure
 from normscope.study.charts import THESIS_LABEL, bar_figure
 from normscope.study.thesis import reference
 from normscope.train.tables import curves_figure

@@ -79,3 +79,12 @@ def parse_methods(methods: str | Iterable[str] | None) -> tuple[str, ...]:
             f"choose from {', '.join(METHODS)} (comma-separated) or all"
         )
     return tuple(m for m in METHODS if m in wanted)
+
+
+def features_only_message(result: dict) -> str | None:
+    if not result.get("features_only"):
+        return None
+    return (
+        "This model does not reuse normalization statistics: its classifier sees the flattened "
+        "features only, so all reliance is on the features (stats_share = 0)."
+    )

@@ -1,5 +1,5 @@
-"""Output: the features-only message, the table, attribution.json, the per-class CSV and
-the chart."""
+"""Output: the table, attribution.json and the per-class CSV (the chart: chart.py, the
+features-only message: common.py; both re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ import csv
 import io
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
 from normscope.analysis.bn_gap import render_bn_gap
-from normscope.analysis.common import CLASS_MEASURES
+from normscope.analysis.chart import plot_attribution
+from normscope.analysis.common import CLASS_MEASURES, features_only_message
 from normscope.fileio import atomic_write, write_json
+
+__all__ = [
+    "features_only_message",
+    "plot_attribution",
+    "render_table",
+    "report",
+    "write_attribution",
+    "write_per_class_csv",
+]
 
 #: the table's columns: (header, justify)
 COLUMNS = (
@@ -29,23 +38,6 @@ COLUMNS = (
     ("ablate Δacc", "right"),
     ("ablate Δloss", "right"),
 )
-
-#: the chart's bars: (measure, label)
-CHART_MEASURES = (
-    ("ig_share", "IG share"),
-    ("logit_share", "logit share"),
-    ("permutation_accuracy_drop", "permutation Δacc"),
-    ("ablation_accuracy_drop", "ablation Δacc"),
-)
-
-
-def features_only_message(result: dict) -> str | None:
-    if not result.get("features_only"):
-        return None
-    return (
-        "This model does not reuse normalization statistics: its classifier sees the flattened "
-        "features only, so all reliance is on the features (stats_share = 0)."
-    )
 
 
 def _fmt(v, pct: bool = True, signed: bool = False) -> str:
@@ -145,71 +137,3 @@ def write_per_class_csv(path: str | Path, result: dict) -> Path:
         wr.writerow(["" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c]) for c in cols])
     atomic_write(path, buf.getvalue())
     return path
-
-
-METHOD_NAMES = {
-    "ig": "Integrated Gradients",
-    "logit": "logit decomposition",
-    "permutation": "permutation",
-    "ablation": "ablation",
-}
-BASELINE_NAMES = {"train-mean": "training-mean baseline", "zero": "zero baseline"}
-
-
-def attribution_subtitle(result: dict) -> str:
-    """What the numbers were measured with: the methods, the baseline, the target logit."""
-    methods = ", ".join(METHOD_NAMES.get(m, m) for m in result.get("methods", []))
-    baseline = BASELINE_NAMES.get(result.get("baseline"), str(result.get("baseline")))
-    target = {"pred": "predicted class", "label": "true class"}.get(result.get("target"), str(result.get("target")))
-    return f"{methods}; {baseline}; {target}"
-
-
-def attribution_figure(result: dict, title: str = ""):
-    """The chart as a matplotlib Figure (Agg canvas; the global backend is left alone): features
-    versus statistics (left) and per norm layer (right) for the IG share, the logit share and
-    the permutation / ablation accuracy drops; the legend beside the panels; the title names
-    the methods and the baseline. A model without reuse gets one panel, "features only"."""
-    # matplotlib is heavy: only the chart needs it
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    measures = [
-        (k, lbl) for k, lbl in CHART_MEASURES if any(r.get(k) is not None for r in result["totals"] + result["layers"])
-    ]
-    msg = features_only_message(result)
-    panels = [("features only (no reused statistics)" if msg else "features vs statistics", result["totals"])]
-    feats = [r for r in result["totals"] if r["name"] == "features"]
-    if result["layers"]:
-        panels.append(("per norm layer", feats + result["layers"]))
-    fig = Figure(figsize=(6 + 3.2 * (len(panels) - 1) + 0.35 * len(result["layers"]), 4.0), dpi=110)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    width = 0.8 / max(1, len(measures))
-    for ax, (ptitle, rows) in zip(axes, panels):
-        xs = np.arange(len(rows))
-        for j, (k, lbl) in enumerate(measures):
-            vals = [r.get(k) or 0.0 for r in rows]
-            ax.bar(xs + (j - (len(measures) - 1) / 2) * width, vals, width, label=lbl, color=f"C{j}")
-        ax.set_xticks(xs)
-        ax.set_xticklabels(
-            [r["name"] for r in rows], rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center"
-        )
-        ax.axhline(0, color="black", lw=0.6)
-        ax.set_title(ptitle, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_ylim(min(0.0, min([r.get(k) or 0.0 for r in rows for k, _ in measures] + [0]) * 1.1), 1.0)
-    axes[0].set_ylabel("share / accuracy drop")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle("\n".join(t for t in (title, attribution_subtitle(result)) if t), fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_attribution(path: str | Path, result: dict, title: str = "") -> Path:
-    """:func:`attribution_figure` as PNG (the legend beside the panels kept in the picture)."""
-    fig = attribution_figure(result, title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    atomic_write(path, buf.getvalue())
-    return Path(path)

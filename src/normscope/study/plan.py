@@ -12,10 +12,9 @@ from pathlib import Path
 from normscope import norms
 from normscope.analysis import ATTRIBUTION_JSON
 from normscope.errors import NormscopeError
+from normscope.study.layout import RUNS, STUDY
 from normscope.train import runs
 
-STUDY = "study.json"
-RUNS = "runs"
 # settings two calls on one study directory must agree on
 PROTOCOL = ("family", "data", "epochs", "subset", "test_subset", "batch_size", "lr")
 

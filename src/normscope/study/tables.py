@@ -21,12 +21,13 @@ from normscope.study.formats import (
     side,
 )
 from normscope.study.latex import paired_latex, table_latex
+from normscope.study.layout import CHART, COMPARISON
 from normscope.study.stats import ALPHA, CLAIM_METRICS, MIN_PAIRS, WILCOXON_MIN_PAIRS, claims, stats_share
 from normscope.study.thesis import reference as thesis_reference
 from normscope.study.thesis import thesis_difference
 from normscope.train import runs
 
-FILES = ("table.md", "table.tex", "table.csv", "paired.md", "paired.tex", "reliance.md", "chart.png", "comparison.json")
+FILES = ("table.md", "table.tex", "table.csv", "paired.md", "paired.tex", "reliance.md", CHART, COMPARISON)
 
 
 def _cells(values) -> str:
@@ -152,6 +153,6 @@ def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = No
     runs.write_text(out_dir / "paired.tex", paired_latex(summary["claims"], summary["provenance"]))
     runs.write_text(out_dir / "reliance.md", reliance_markdown(summary["stats_share"]))
     write_csv(agg, out_dir / "table.csv")
-    bar_chart(agg, out_dir / "chart.png", reference=reference)
-    runs.write_json(out_dir / "comparison.json", summary)
+    bar_chart(agg, out_dir / CHART, reference=reference)
+    runs.write_json(out_dir / COMPARISON, summary)
     return summary

@@ -20,16 +20,14 @@ import torch
 from normscope.data.batches import Splits, prepare_data
 from normscope.fileio import write_json
 from normscope.train.errors import RunError
+from normscope.train.layout import CONFIG, RERUN
 from normscope.train.settings import FieldReads, TrainSettings
 
 __all__ = ["CONFIG", "RunConfig", "STATS_TOLERANCE", "read_object"]
 
-CONFIG = "config.json"
-
 # the largest difference of a channel mean or std between the statistics recorded in
 # config.json and those of the data found now that still counts as the same data set
 STATS_TOLERANCE = 1e-6
-RERUN = "the run directory is damaged: re-run the training"
 
 # the types config.json's values must have (what the rest of normscope relies on)
 _NUMBER, _INT, _BOOL, _TEXT = (numbers.Real,), (int,), (bool,), (str,)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normscope.train.config import CONFIG, RERUN
-
 __all__ = [
     "DESCRIPTION",
     "CONFIG",
@@ -23,6 +21,7 @@ __all__ = [
 ]
 
 DESCRIPTION = "description.yml"
+CONFIG = "config.json"
 ENV = "env.json"
 METRICS = "metrics.csv"
 LAST = "last.pt"
@@ -31,6 +30,7 @@ RESULTS = "results.json"
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
 CURVES = "curves.png"
+RERUN = "the run directory is damaged: re-run the training"
 
 
 def advice(path: Path) -> str:
