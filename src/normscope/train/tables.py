@@ -121,3 +121,48 @@ def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
     """:func:`curves_figure` as PNG."""
     fig = curves_figure(history, title)
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
+def confusion_figure(class_names, confusion, title: str = ""):
+    """A confusion matrix (rows = true class) as a matplotlib Figure: each row as shares of
+    its true class (the colour), the counts written in the cells where they fit."""
+    import numpy as np  # (as above: only for the figure)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # (as above)
+    from matplotlib.figure import Figure  # (as above)
+
+    counts = np.asarray(confusion, dtype=float)
+    k = len(class_names)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = min(3 + 0.35 * k, 12)
+    fig = Figure(figsize=(size + 1, size), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    labels = [str(c)[:14] for c in class_names] if k <= 30 else []
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if shares[i, j] > 0.5 else "black",
+                )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(path: Path, class_names, confusion, title: str = "") -> None:
+    """:func:`confusion_figure` as PNG (confusion.png of a run directory)."""
+    fig = confusion_figure(class_names, confusion, title)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
