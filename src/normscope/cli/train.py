@@ -77,6 +77,7 @@ def train_cmd(
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: on with CUDA)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory"),
     progress: str = typer.Option("auto", "--progress", help="auto | bar | log | none"),
+    log: Optional[str] = typer.Option(None, "--log", help="tensorboard: event files in RUN/tensorboard/ (train.log)"),
 ):
     """Train a model description; writes a run directory under --out."""
     from normscope.train import TrainingFailed, train  # torch: only commands that train import it
@@ -98,6 +99,7 @@ def train_cmd(
             batch_size=batch_size,
             lr=lr,
             seed=seed,
+            log=log,
             subset=subset,
             test_subset=test_subset,
             weights=weights,

@@ -13,6 +13,7 @@ import difflib
 from normscope.errors import SpecError
 from normscope.keys import REQUIRED, Arg
 from normscope.norms import NORM_CHOICES
+from normscope.spec.callbacks import early_stopping_problem, log_problem
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
 
 TOP_KEYS = {
@@ -68,6 +69,14 @@ TRAIN_ARGS: dict[str, Arg] = {
     "subset": Arg((int, type(None)), None, help="use only this many training images"),
     "seed": Arg((int,), 0),
     "compile": Arg((bool,), False, help="torch.compile the model"),
+    "log": Arg((str, list, type(None)), None, check=log_problem, help="tensorboard: event files in RUN/tensorboard/"),
+    "early_stopping": Arg(
+        (dict, type(None)),
+        None,
+        check=early_stopping_problem,
+        help="{metric: val_loss, patience: 0, min_delta: 0}: stop after `patience` epochs without an "
+        "improvement of more than min_delta (Keras' EarlyStopping)",
+    ),
 }
 AUGMENT_ARGS = {"crop": Arg((int,), 0), "flip": Arg((bool,), False)}
 DRAW_ARGS = {

@@ -16,6 +16,7 @@ __all__ = [
     "PER_CLASS",
     "CONFUSION",
     "CURVES",
+    "CONFUSION_PNG",
     "RERUN",
     "advice",
 ]
@@ -30,6 +31,7 @@ RESULTS = "results.json"
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
 CURVES = "curves.png"
+CONFUSION_PNG = "confusion.png"
 RERUN = "the run directory is damaged: re-run the training"
 
 

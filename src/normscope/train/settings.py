@@ -44,7 +44,7 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # the `train:` keys that keyword arguments of train() (and options of the CLI) override
-OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "data", "subset", "compile", "weights")
+OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "data", "subset", "compile", "weights", "log")
 # seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators all take)
 SEED_MAX = 2**32 - 1
 
@@ -131,6 +131,8 @@ class TrainSettings(FieldReads):
     subset: int | None
     seed: int
     compile: bool
+    log: str | list[str] | None = None
+    early_stopping: dict | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainSettings:
