@@ -30,6 +30,8 @@ modules does not import every other one (and torch with them)."""
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 # name -> (module, attribute); attribute None: the module itself
 _EXPORTS = {
@@ -95,3 +97,17 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """The package, whose `attribute` and `report` stay the functions once their modules
+    (attribute.py, report.py) are imported: the import system would set the package's
+    attribute of a submodule's name to the module."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("attribute", "report") and isinstance(value, types.ModuleType):
+            return  # the module stays in sys.modules
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
