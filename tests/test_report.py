@@ -110,9 +110,13 @@ def test_report_of_one_run_and_the_factors_of_a_study(tiny_study, tmp_path):
     shutil.copytree(tiny_study, copy)
     plan = json.loads((copy / "study.json").read_text())
     plan["factors"] = {"norm_options.bn.momentum": [0.9, 0.99]}
+    for entry in plan["runs"]:
+        entry["cell"] = {"norm_options.bn.momentum": 0.9 if entry["seed"] == 0 else 0.99}
     (copy / "study.json").write_text(json.dumps(plan))
     html = _report(copy, tmp_path / "factors.html").read_text()
     assert "<th>factor norm_options.bn.momentum</th><td>0.9, 0.99</td>" in html
+    # and each run's levels
+    assert "<td>perceptnet_in_v2-s1</td><td>InstanceNorm + reuse</td><td>1</td><td>0.99</td>" in html
 
 
 def test_report_refuses_what_it_cannot_read(tiny_study, tmp_path):

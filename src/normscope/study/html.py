@@ -73,6 +73,7 @@ class Page:
     version: str
     swatches: list[Swatch]
     facts: list[tuple[str, str]]  # the design: (what, value)
+    cells: Table | None  # a factor study's runs with their levels
     claims: Table
     table: Table
     reliance: Table | None
@@ -100,6 +101,14 @@ def _facts(r: Report) -> list[tuple[str, str]]:
     for name, hashes in (prov.get("descriptions") or {}).items():
         out.append((f"description {name}", ", ".join(str(h)[:12] for h in hashes)))
     return out
+
+
+def _cells(r: Report) -> Table | None:
+    keys = list(r.design.factors)
+    if not keys:
+        return None
+    rows = [[x.name, variant_label(x.variant), str(x.seed), *(str(x.cell.get(k, "—")) for k in keys)] for x in r.runs]
+    return Table(["run", "variant", "seed", *keys], rows)
 
 
 def _claims(r: Report) -> Table:
@@ -200,6 +209,7 @@ def build_page(report: Report) -> Page:
         version=__version__,
         swatches=swatches,
         facts=_facts(report),
+        cells=_cells(report),
         claims=_claims(report),
         table=_table(report),
         reliance=_reliance(report),

@@ -128,7 +128,8 @@ def _runs(rows: list[dict], base: Path, study: dict | None) -> list[RunView]:
     out = []
     for r in rows:
         recorded = Path(r["run"])
-        candidates = [recorded, base / RUNS / recorded.name, base / recorded.name]
+        # the study's own runs first (a copied or moved study), then where the comparison saw them
+        candidates = [base / RUNS / recorded.name, base / recorded.name, recorded]
         path = next((p for p in candidates if (p / RESULTS).is_file()), None)
         cell = cells.get(str(path.resolve()), {}) if path else {}
         out.append(_run_view(path, r["family"], r["variant"], r["seed"], cell))
