@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import browser  # tests/browser.py
 from normscope.cli import app
 
-browser = pytest.importorskip("browser")  # tests/browser.py
 pytestmark = pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh)")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +136,16 @@ def test_report_refuses_what_it_cannot_read(tiny_study, tmp_path):
         res = runner.invoke(app, ["report", str(source), "-o", str(tmp_path / "r.html")])
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_browser_check_sees_errors_and_requests(tmp_path):
+    """The checks above can fail: a page that logs an error and asks the network for an image."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<!DOCTYPE html><html><body><p>x</p><img src="http://127.0.0.1:9/missing.png" alt="far">'
+        '<script>console.error("broken on purpose")</script></body></html>'
+    )
+    loaded = browser.load(page)
+    assert "http://127.0.0.1:9/missing.png" in loaded.requests
+    assert any("broken on purpose" in e for e in loaded.errors)
+    assert loaded.images == [[True, 0, 0, "far"]]  # not decoded
