@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up, then run the whole pipeline on the data this machine has
-# (Fashion-MNIST from Debian): summary, draw, a short study, compare, attribute.
+# (Fashion-MNIST from Debian): summary, draw, a short study, compare, attribute, report.
 # A few minutes on a 2-core CPU. Output under ./demo (or $DEMO_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +28,7 @@ $ns compare "$out/studies/perceptnet-fashion-mnist"
 echo; echo "== 6. how much does the reuse model rely on the statistics?"
 $ns attribute "$out/studies/perceptnet-fashion-mnist/runs/perceptnet_in_v2-s0" --samples 500
 
-echo; echo "done: see $out/ (vgg16_in_v2.pdf/.png, studies/perceptnet-fashion-mnist/table.md, chart.png)"
+echo; echo "== 7. the study on one page"
+$ns report "$out/studies/perceptnet-fashion-mnist" -o "$out/report.html"
+
+echo; echo "done: see $out/ (vgg16_in_v2.pdf/.png, report.html, studies/perceptnet-fashion-mnist/table.md, chart.png)"

@@ -459,7 +459,9 @@ def test_cli_attribute_run_without_reuse(planted_runs):
     )
     assert res.exit_code == 0, res.output
     assert "features only" in res.output
-    doc = json.loads((run_dir / "attribution.json").read_text())
+    # named by its methods: not the default-named attribution.json another call wrote or will write
+    doc = json.loads((run_dir / "attribution-ig+logit.json").read_text())
+    assert (run_dir / "attribution-ig+logit.png").is_file()
     assert doc["stats_share"] == 0 and doc["features_only"] is True
     assert [g["name"] for g in doc["groups"]] == ["features"] and doc["layers"] == []
 
@@ -482,7 +484,11 @@ def test_attribute_run_python_api_as_the_study_calls_it(planted_runs, tmp_path):
     r = attribute_run(
         planted_runs["in_v2"], samples=64, device="cpu", quiet=True, out=out, methods="logit,permutation", repeats=2
     )
-    assert (out / "attribution.json").is_file() and (out / "attribution.png").is_file()
+    # named by its methods (the default-named files are every method's)
+    assert r["files"] == [
+        str(out / "attribution-logit+permutation.json"),
+        str(out / "attribution-logit+permutation.png"),
+    ]
     assert r["samples"] == 64 and r["stats_share"] is None and r["stats_logit_share"] > 0.5
     run = load_run(planted_runs["in_v2"])
     r2 = attribute_run(run, split="val", samples=0, write=False, methods="ablation")

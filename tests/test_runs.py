@@ -204,6 +204,8 @@ OLD_CONFIG = {
         "subset": None,
         "seed": 0,
         "compile": False,
+        "log": None,
+        "early_stopping": None,
     },
     "device": "cpu",
     "amp": False,

@@ -1,4 +1,4 @@
-"""The static commands (--help, check, summary, variants, draw) import no torch: shapes and
+"""The static commands (--help, check, summary, variants, draw, report) import no torch: shapes and
 parameter counts are facts of the graph, and the library loads torch only to build."""
 
 import json
@@ -29,8 +29,9 @@ print("TORCH" if any(m == "torch" or m.startswith("torch.") for m in sys.modules
         ["summary", str(EX / "perceptnet.yml"), "--json"],
         ["variants", str(EX / "perceptnet.yml")],
         ["draw", str(EX / "vgg16_in_v2.yml"), "-f", "tex", "-o", "{tmp}"],
+        ["report", str(EX.parent / "docs" / "results" / "fashion_study_comparison.json"), "-o", "{tmp}/r.html"],
     ],
-    ids=["help", "check", "summary", "summary-json", "variants", "draw"],
+    ids=["help", "check", "summary", "summary-json", "variants", "draw", "report"],
 )
 def test_static_commands_import_no_torch(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

@@ -48,6 +48,7 @@ RUN_FILES = (
     "per_class.csv",
     "confusion_matrix.csv",
     "curves.png",
+    "confusion.png",
 )
 
 TINY = """\

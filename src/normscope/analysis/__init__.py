@@ -1,7 +1,7 @@
 """Attribution: how much does the classifier rely on the reused statistics?
 
 The classifier of a normscope model is one linear layer whose input ``z`` is the
-flattened features followed by every tapped norm layer's statistics
+flattened features followed by every tapped norm layer"s statistics
 (``model.classifier_input`` says which slice is which). :func:`attribute` measures, per
 group of ``z``, per norm layer and for "features" versus "all statistics" together:
 
@@ -23,32 +23,41 @@ convolutional part) runs once per image (inputs.py); all measures are then compu
 :func:`attribute`; report.py: the table, the JSON, the CSV and the chart; run.py:
 :func:`attribute_run` on a run directory. See docs/analysis.md for how to read the
 numbers and their limits.
-"""
 
-from normscope.analysis.attribute import attribute
-from normscope.analysis.common import (
-    ATTRIBUTION_CSV,
-    ATTRIBUTION_JSON,
-    ATTRIBUTION_PNG,
-    BASELINES,
-    MEASURES,
-    METHODS,
-    SPLITS,
-    TARGETS,
-    AttributionError,
-    parse_methods,
-)
-from normscope.analysis.inputs import classifier_inputs, run_inputs
-from normscope.analysis.report import (
-    features_only_message,
-    plot_attribution,
-    render_table,
-    report,
-    write_attribution,
-    write_per_class_csv,
-)
-from normscope.analysis.run import attribute_run
-from normscope.analysis.units import Unit, build_units
+The names below load on first use (PEP 562), so importing one of the package's
+modules does not import every other one (and torch with them)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+# name -> (module, attribute); attribute None: the module itself
+_EXPORTS = {
+    "attribute": ("normscope.analysis.attribute", "attribute"),
+    "ATTRIBUTION_CSV": ("normscope.analysis.common", "ATTRIBUTION_CSV"),
+    "ATTRIBUTION_JSON": ("normscope.analysis.common", "ATTRIBUTION_JSON"),
+    "ATTRIBUTION_PNG": ("normscope.analysis.common", "ATTRIBUTION_PNG"),
+    "BASELINES": ("normscope.analysis.common", "BASELINES"),
+    "MEASURES": ("normscope.analysis.common", "MEASURES"),
+    "METHODS": ("normscope.analysis.common", "METHODS"),
+    "SPLITS": ("normscope.analysis.common", "SPLITS"),
+    "TARGETS": ("normscope.analysis.common", "TARGETS"),
+    "AttributionError": ("normscope.analysis.common", "AttributionError"),
+    "parse_methods": ("normscope.analysis.common", "parse_methods"),
+    "classifier_inputs": ("normscope.analysis.inputs", "classifier_inputs"),
+    "run_inputs": ("normscope.analysis.inputs", "run_inputs"),
+    "features_only_message": ("normscope.analysis.report", "features_only_message"),
+    "plot_attribution": ("normscope.analysis.report", "plot_attribution"),
+    "render_table": ("normscope.analysis.report", "render_table"),
+    "report": ("normscope.analysis.report", "report"),
+    "write_attribution": ("normscope.analysis.report", "write_attribution"),
+    "write_per_class_csv": ("normscope.analysis.report", "write_per_class_csv"),
+    "attribute_run": ("normscope.analysis.run", "attribute_run"),
+    "Unit": ("normscope.analysis.units", "Unit"),
+    "build_units": ("normscope.analysis.units", "build_units"),
+}
 
 __all__ = [
     "METHODS",
@@ -74,3 +83,31 @@ __all__ = [
     "ATTRIBUTION_PNG",
     "ATTRIBUTION_CSV",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = importlib.import_module(module)
+    value = value if attribute is None else getattr(value, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """The package, whose `attribute` and `report` stay the functions once their modules
+    (attribute.py, report.py) are imported: the import system would set the package's
+    attribute of a submodule's name to the module."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("attribute", "report") and isinstance(value, types.ModuleType):
+            return  # the module stays in sys.modules
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

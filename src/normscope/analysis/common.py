@@ -16,6 +16,22 @@ SPLITS = ("test", "val", "train")
 
 ATTRIBUTION_PNG = "attribution.png"
 ATTRIBUTION_CSV = "attribution_per_class.csv"
+#: what the default-named files (ATTRIBUTION_JSON, ...) hold: every method, on the test
+#: split, the predicted class, from the training-mean baseline (what a study and compare read)
+DEFAULT_CHOICES = {"methods": METHODS, "baseline": "train-mean", "target": "pred", "split": "test"}
+
+
+def attribution_stem(methods: Iterable[str], baseline: str, target: str = "pred", split: str = "test") -> str:
+    """The file name (without suffix) of one attribution's outputs: 'attribution' for the
+    default choices (DEFAULT_CHOICES), else named by what differs, e.g. 'attribution-ig+logit-zero'
+    (methods, baseline), '-label' (target), '-val' (split); so one call does not overwrite another's."""
+    chosen = {"methods": tuple(methods), "baseline": baseline, "target": target, "split": split}
+    parts = ["attribution"]
+    if set(chosen["methods"]) != set(METHODS):
+        parts.append("+".join(m for m in METHODS if m in chosen["methods"]))
+    parts += [chosen[k] for k in ("baseline", "target", "split") if chosen[k] != DEFAULT_CHOICES[k]]
+    return "-".join(parts)
+
 
 #: the per-unit numbers, in the order of the JSON and the CSV
 MEASURES = (
@@ -64,3 +80,12 @@ def parse_methods(methods: str | Iterable[str] | None) -> tuple[str, ...]:
             f"choose from {', '.join(METHODS)} (comma-separated) or all"
         )
     return tuple(m for m in METHODS if m in wanted)
+
+
+def features_only_message(result: dict) -> str | None:
+    if not result.get("features_only"):
+        return None
+    return (
+        "This model does not reuse normalization statistics: its classifier sees the flattened "
+        "features only, so all reliance is on the features (stats_share = 0)."
+    )

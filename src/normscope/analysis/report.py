@@ -1,5 +1,5 @@
-"""Output: the features-only message, the table, attribution.json, the per-class CSV and
-the chart."""
+"""Output: the table, attribution.json and the per-class CSV (the chart: chart.py, the
+features-only message: common.py; both re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ import csv
 import io
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
 from normscope.analysis.bn_gap import render_bn_gap
-from normscope.analysis.common import CLASS_MEASURES
+from normscope.analysis.chart import plot_attribution
+from normscope.analysis.common import CLASS_MEASURES, features_only_message
 from normscope.fileio import atomic_write, write_json
+
+__all__ = [
+    "features_only_message",
+    "plot_attribution",
+    "render_table",
+    "report",
+    "write_attribution",
+    "write_per_class_csv",
+]
 
 #: the table's columns: (header, justify)
 COLUMNS = (
@@ -29,23 +38,6 @@ COLUMNS = (
     ("ablate Δacc", "right"),
     ("ablate Δloss", "right"),
 )
-
-#: the chart's bars: (measure, label)
-CHART_MEASURES = (
-    ("ig_share", "IG share"),
-    ("logit_share", "logit share"),
-    ("permutation_accuracy_drop", "permutation Δacc"),
-    ("ablation_accuracy_drop", "ablation Δacc"),
-)
-
-
-def features_only_message(result: dict) -> str | None:
-    if not result.get("features_only"):
-        return None
-    return (
-        "This model does not reuse normalization statistics: its classifier sees the flattened "
-        "features only, so all reliance is on the features (stats_share = 0)."
-    )
 
 
 def _fmt(v, pct: bool = True, signed: bool = False) -> str:
@@ -145,47 +137,3 @@ def write_per_class_csv(path: str | Path, result: dict) -> Path:
         wr.writerow(["" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c]) for c in cols])
     atomic_write(path, buf.getvalue())
     return path
-
-
-def plot_attribution(path: str | Path, result: dict, title: str = "") -> Path:
-    """Bar chart PNG: features versus statistics (left) and per norm layer (right), for
-    the IG share, the logit share and the permutation / ablation accuracy drops. Uses the
-    Agg canvas directly (the global matplotlib backend is left alone)."""
-    # matplotlib is heavy: only the chart needs it
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    measures = [
-        (k, lbl) for k, lbl in CHART_MEASURES if any(r.get(k) is not None for r in result["totals"] + result["layers"])
-    ]
-    panels = [("features vs statistics", result["totals"])]
-    feats = [r for r in result["totals"] if r["name"] == "features"]
-    if result["layers"]:
-        panels.append(("per norm layer", feats + result["layers"]))
-    fig = Figure(figsize=(5 + 3.2 * (len(panels) - 1) + 0.35 * len(result["layers"]), 3.8), dpi=110)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    width = 0.8 / max(1, len(measures))
-    for ax, (ptitle, rows) in zip(axes, panels):
-        xs = np.arange(len(rows))
-        for j, (k, lbl) in enumerate(measures):
-            vals = [r.get(k) or 0.0 for r in rows]
-            ax.bar(xs + (j - (len(measures) - 1) / 2) * width, vals, width, label=lbl)
-        ax.set_xticks(xs)
-        ax.set_xticklabels(
-            [r["name"] for r in rows], rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center"
-        )
-        ax.axhline(0, color="black", lw=0.6)
-        ax.set_title(ptitle)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_ylim(min(0.0, min([r.get(k) or 0.0 for r in rows for k, _ in measures] + [0]) * 1.1), 1.0)
-    axes[0].set_ylabel("share / accuracy drop")
-    axes[-1].legend(fontsize=8, loc="upper right")
-    msg = features_only_message(result)
-    if title or msg:
-        fig.suptitle(title + ("\n(features only: no reused statistics)" if msg else ""), fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write(path, buf.getvalue())
-    return Path(path)

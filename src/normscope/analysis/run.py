@@ -9,7 +9,7 @@ import torch
 
 from normscope.analysis.attribute import attribute
 from normscope.analysis.bn_gap import batch_reused_groups, bn_gap
-from normscope.analysis.common import ATTRIBUTION_CSV, ATTRIBUTION_JSON, ATTRIBUTION_PNG, SPLITS, AttributionError
+from normscope.analysis.common import SPLITS, AttributionError, attribution_stem
 from normscope.analysis.inputs import run_inputs
 from normscope.analysis.report import plot_attribution, report, write_attribution, write_per_class_csv
 from normscope.train import Run, load_run, pick_device
@@ -102,12 +102,15 @@ def _run_info(run: Run, split: str) -> dict[str, Any]:
 
 
 def _write_files(out_dir: Path, result: dict, by_class: bool) -> list[str]:
-    """attribution.json, attribution.png and, with ``by_class``, attribution_per_class.csv."""
+    """attribution.json, attribution.png and, with ``by_class``, attribution_per_class.csv; named
+    by the methods, baseline, target and split where they are not the defaults
+    (:func:`attribution_stem`: attribution-ig-zero.json, ...)."""
+    stem = attribution_stem(result["methods"], result["baseline"], result["target"], result["split"])
     title = f"{result['model']}: reliance of the classifier ({result['split']}, {result['samples']} images)"
     files = [
-        str(write_attribution(out_dir / ATTRIBUTION_JSON, result)),
-        str(plot_attribution(out_dir / ATTRIBUTION_PNG, result, title=title)),
+        str(write_attribution(out_dir / f"{stem}.json", result)),
+        str(plot_attribution(out_dir / f"{stem}.png", result, title=title)),
     ]
     if by_class:
-        files.append(str(write_per_class_csv(out_dir / ATTRIBUTION_CSV, result)))
+        files.append(str(write_per_class_csv(out_dir / f"{stem}_per_class.csv", result)))
     return files

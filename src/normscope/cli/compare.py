@@ -15,7 +15,9 @@ from normscope.errors import NormscopeError
 def compare(
     paths: list[Path] = typer.Argument(..., help="a study directory, or run directories"),
     reference: Optional[str] = typer.Option(
-        None, "--reference", help="`thesis`: the thesis' numbers beside the measured ones (CIFAR-100 studies)"
+        None,
+        "--reference",
+        help="`thesis`: the thesis' numbers beside the measured ones and on the chart (CIFAR-100 studies)",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", help="where to write the tables and chart (default: the study directory, or ./comparison)"

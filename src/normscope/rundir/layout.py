@@ -16,6 +16,7 @@ __all__ = [
     "PER_CLASS",
     "CONFUSION",
     "CURVES",
+    "CONFUSION_PNG",
     "ATTRIBUTION_JSON",
     "RERUN",
     "advice",
@@ -33,6 +34,7 @@ RESULTS = "results.json"
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
 CURVES = "curves.png"
+CONFUSION_PNG = "confusion.png"
 
 
 def advice(path: Path) -> str:

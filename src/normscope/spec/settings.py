@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from normscope.keys import Arg
+from normscope.spec.callbacks import early_stopping_problem, log_problem
 
 __all__ = ["SETTINGS", "BY_NAME", "Setting", "setting", "flag_settings"]
 
@@ -45,11 +46,16 @@ class Setting:
     option: str | None = None
     per_run: bool = False
     item_types: tuple | None = None  # a list's element types
+    check: Callable[[Any], str | None] | None = None  # what else is wrong with a value, or None
 
     def problem(self, value) -> str | None:
         """What is wrong with a value of the right type (its range), or None."""
         if value is None:
             return None
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                return problem
         numbers_ = value if isinstance(value, (list, tuple)) else [value]
         for v in numbers_:
             if isinstance(v, numbers.Real) and not isinstance(v, bool):
@@ -151,6 +157,22 @@ SETTINGS: tuple[Setting, ...] = (
         "seed", _INT, 0, "training seed (weights, batch order)", low=0, high=SEED_MAX, option="--seed", per_run=True
     ),
     Setting("compile", (bool,), False, "torch.compile the model", option="--compile"),
+    Setting(
+        "log",
+        (str, list, type(None)),
+        None,
+        "tensorboard: event files in RUN/tensorboard/ (pip install 'normscope[tensorboard]')",
+        check=log_problem,
+        option="--log",
+    ),
+    Setting(
+        "early_stopping",
+        (dict, type(None)),
+        None,
+        "{metric: val_loss, patience: 0, min_delta: 0}: stop after `patience` epochs without an "
+        "improvement of more than min_delta (Keras' EarlyStopping)",
+        check=early_stopping_problem,
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

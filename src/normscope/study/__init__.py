@@ -17,7 +17,10 @@ function `train_one` every engine calls), `execute` (run_study and the local eng
 `transfer` (packing and atomically installing a run directory), `progress` (the driver's
 display of the runs), `compare` (collect, aggregate, provenance checks), `stats`
 (the paired claims and the reliance over seeds), `formats`, `latex` and `tables` (the
-written comparison), `thesis` (the thesis' reference numbers).
+written comparison), `thesis` (the thesis' reference numbers), `factors` (cells and the
+contrasts between a factor's levels), `engines` (local and Ray, one interface).
+
+The names below load on first use (PEP 562): importing the package loads no torch.
 """
 
 # names -> their module: importing normscope.study loads nothing (no torch) until a name is used
@@ -125,3 +128,7 @@ __all__ = [
     "write_comparison",
     "write_csv",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -20,6 +20,26 @@ LABELS = {
 TABLE_COLUMNS = ("loss", "precision", "recall", "auc", "accuracy", "top5_accuracy", "params", "stats_share")
 
 
+def variant_label(variant: str) -> str:
+    """A variant key -> what a legend calls it: 'bn_v2' -> 'BatchNorm + reuse', 'none' -> 'no norm'."""
+    norm, reuse = norms.parse_variant(variant)
+    return "no norm" if norm == "none" else norms.NORMS[norm].display + (" + reuse" if reuse else "")
+
+
+def variant_colour(variant: str) -> str:
+    """A variant key -> its colour in every chart: the norm's diagram colour (the norms table),
+    dark for reuse and light (mixed halfway with white) for plain; grey without a norm."""
+    norm, reuse = norms.parse_variant(variant)
+    if norm == "none":
+        return "#808080"
+    rgb = norms.NORMS[norm].style.rgb
+    if reuse:
+        rgb = tuple(round(0.8 * v) for v in rgb)
+    else:
+        rgb = tuple(round(v + 0.55 * (255 - v)) for v in rgb)
+    return "#" + "".join(f"{v:02x}" for v in rgb)
+
+
 def model_name(family: str, variant: str) -> str:
     """A family and a variant key -> the model's name (as `normscope.norms.variant_name` writes it)."""
     return norms.variant_name(family, *norms.parse_variant(variant))

@@ -22,9 +22,8 @@ from normscope.rundir import ATTRIBUTION_JSON
 from normscope.spec.overrides import Override, parse_override, value_text
 from normscope.spec.settings import flag_settings
 from normscope.spec.variant import Variant
+from normscope.study.layout import RUNS, STUDY
 
-STUDY = "study.json"
-RUNS = "runs"
 # settings two calls on one study directory must agree on
 PROTOCOL = ("family", "data", "epochs", "subset", "test_subset", "batch_size", "lr", "sets", "factors")
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import normscope.rundir as runs
-from normscope.fileio import atomic_write
+from normscope.study.charts import bar_chart
 from normscope.study.compare import AVERAGED, aggregate, comparison_provenance, description_warnings
 from normscope.study.factors import factor_markdown, level_claims
 from normscope.study.formats import (
@@ -24,11 +23,11 @@ from normscope.study.formats import (
     side,
 )
 from normscope.study.latex import paired_latex, table_latex
+from normscope.study.layout import CHART, COMPARISON
 from normscope.study.stats import ALPHA, CLAIM_METRICS, MIN_PAIRS, WILCOXON_MIN_PAIRS, claims, stats_share
 from normscope.study.thesis import reference as thesis_reference
 from normscope.study.thesis import thesis_difference
 
-CHART_METRICS = ("accuracy", "auc", "precision", "recall")
 FILES = (
     "table.md",
     "table.tex",
@@ -37,8 +36,8 @@ FILES = (
     "paired.tex",
     "reliance.md",
     "factors.md",
-    "chart.png",
-    "comparison.json",
+    CHART,
+    COMPARISON,
 )
 
 
@@ -143,32 +142,6 @@ def write_csv(agg: list[dict], path: Path) -> None:
     runs.write_text(path, pd.DataFrame(agg, columns=cols).to_csv(index=False, lineterminator="\n"))
 
 
-def bar_chart(agg: list[dict], path: Path, metrics=CHART_METRICS) -> None:
-    """Grouped bars per variant (one group per metric), error bars = std over seeds."""
-    # matplotlib: heavy, and only the chart needs it; a bare Figure leaves the global backend alone
-    from matplotlib.figure import Figure
-
-    families = list(dict.fromkeys(a["family"] for a in agg))
-    fig = Figure(figsize=(7 * len(families), 4.2))
-    axes = fig.subplots(1, len(families), squeeze=False)
-    for ax, family in zip(axes[0], families):
-        members = [a for a in agg if a["family"] == family]
-        x = np.arange(len(metrics))
-        width = 0.8 / max(len(members), 1)
-        for i, a in enumerate(members):
-            means = [a[m] or 0 for m in metrics]
-            errs = [a[m + "_std"] or 0 for m in metrics]
-            offset = (i - (len(members) - 1) / 2) * width
-            ax.bar(x + offset, means, width, yerr=errs, capsize=2, label=model_name(family, a["variant"]))
-        ax.set_xticks(x, [LABELS[m] for m in metrics])
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{family} (test set; mean ± std over seeds)")
-        ax.legend(fontsize=7, ncol=2)
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-
-
 def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = None, metrics=CLAIM_METRICS) -> dict:
     """FILES into out_dir; returns what comparison.json holds (provenance, warnings, rows,
     aggregate, claims, stats_share)."""
@@ -196,6 +169,6 @@ def write_comparison(rows: list[dict], out_dir: Path, reference: str | None = No
     runs.write_text(out_dir / "factors.md", factor_markdown(rows, factors, every, metrics))
     runs.write_text(out_dir / "reliance.md", reliance_markdown(summary["stats_share"]))
     write_csv(agg, out_dir / "table.csv")
-    bar_chart(agg, out_dir / "chart.png")
-    runs.write_json(out_dir / "comparison.json", summary)
+    bar_chart(agg, out_dir / CHART, reference=reference)
+    runs.write_json(out_dir / COMPARISON, summary)
     return summary

@@ -3,16 +3,34 @@
 Modules, bottom to top: errors, settings (TrainSettings, pick_device), config (RunConfig:
 config.json), runs (run directories, Run, load_run), optim, progress, evaluate, prepare
 (a new run or a resumed one), loop (:func:`train`); metrics (Keras-compatible metrics).
-"""
 
-from normscope.data.batches import Splits, prepare_data
-from normscope.train import runs
-from normscope.train.config import RunConfig
-from normscope.train.errors import RunError, TrainingFailed
-from normscope.train.evaluate import SCALAR_METRICS, evaluate_run, predict_logits, test_metrics
-from normscope.train.loop import train
-from normscope.train.runs import Run, load_run
-from normscope.train.settings import KERAS_DEFAULTS, TrainSettings, pick_device, resolve_settings
+The names below load on first use (PEP 562), so importing one of the package's
+modules does not import every other one (and torch with them)."""
+
+from __future__ import annotations
+
+import importlib
+
+# name -> (module, attribute); attribute None: the module itself
+_EXPORTS = {
+    "Splits": ("normscope.data.batches", "Splits"),
+    "prepare_data": ("normscope.data.batches", "prepare_data"),
+    "runs": ("normscope.train.runs", None),
+    "RunConfig": ("normscope.train.config", "RunConfig"),
+    "RunError": ("normscope.train.errors", "RunError"),
+    "TrainingFailed": ("normscope.train.errors", "TrainingFailed"),
+    "SCALAR_METRICS": ("normscope.train.evaluate", "SCALAR_METRICS"),
+    "evaluate_run": ("normscope.train.evaluate", "evaluate_run"),
+    "predict_logits": ("normscope.train.evaluate", "predict_logits"),
+    "test_metrics": ("normscope.train.evaluate", "test_metrics"),
+    "train": ("normscope.train.loop", "train"),
+    "Run": ("normscope.train.runs", "Run"),
+    "load_run": ("normscope.train.runs", "load_run"),
+    "KERAS_DEFAULTS": ("normscope.train.settings", "KERAS_DEFAULTS"),
+    "TrainSettings": ("normscope.train.settings", "TrainSettings"),
+    "pick_device": ("normscope.train.settings", "pick_device"),
+    "resolve_settings": ("normscope.train.settings", "resolve_settings"),
+}
 
 __all__ = [
     "KERAS_DEFAULTS",
@@ -33,3 +51,17 @@ __all__ = [
     "test_metrics",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = importlib.import_module(module)
+    value = value if attribute is None else getattr(value, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

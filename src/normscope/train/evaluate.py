@@ -16,8 +16,10 @@ from normscope.data.batches import DeviceData, to_input
 from normscope.errors import NormscopeError
 from normscope.model.layers.batchnorm import BatchNorm
 from normscope.model.weights import load_weights
+from normscope.train.layout import CONFUSION_PNG
 from normscope.train.metrics import classification_metrics
 from normscope.train.settings import pick_device
+from normscope.train.tables import plot_confusion
 
 __all__ = [
     "SCALAR_METRICS",
@@ -94,6 +96,8 @@ def evaluate_best(
         if split == "test":
             runs.write_per_class(run_dir / runs.PER_CLASS, class_names, m["per_class_accuracy"], m["confusion_matrix"])
             runs.write_confusion(run_dir / runs.CONFUSION, class_names, m["confusion_matrix"])
+            title = f"{run_dir.name}: test set, best checkpoint"
+            plot_confusion(run_dir / CONFUSION_PNG, class_names, m["confusion_matrix"], title)
     return out
 
 

@@ -4,6 +4,7 @@ from normscope.rundir.layout import (
     BEST,
     CONFIG,
     CONFUSION,
+    CONFUSION_PNG,
     CURVES,
     DESCRIPTION,
     ENV,
@@ -26,6 +27,7 @@ __all__ = [
     "PER_CLASS",
     "CONFUSION",
     "CURVES",
+    "CONFUSION_PNG",
     "RERUN",
     "advice",
 ]

@@ -37,6 +37,7 @@ from normscope.errors import SpecError
 from normscope.model.build import build_model, count_params
 from normscope.model.weights import load_weights
 from normscope.spec.provenance import provenance
+from normscope.train.callbacks import RunExtras
 from normscope.train.errors import RunError, RunInterrupted, TrainingFailed, interrupt_signals, interrupts_deferred
 from normscope.train.evaluate import autocast, evaluate_best, loss_and_accuracy, predict_logits
 from normscope.train.optim import lr_factor, make_optimizer, set_lr
@@ -166,6 +167,7 @@ class Trainer:
         # NaN check (a device sync): ~25 times an epoch with a live bar, ~5 times otherwise
         self.check_every = max(1, self.steps_per_epoch // (25 if reporter.live else 5))
         self.state = TrainState()
+        self.extras = RunExtras(self.run_dir, self.config, t)  # TensorBoard, early stopping
 
     def _build_model(self) -> None:
         """Seeded init, frozen layers (build_model applies train.freeze), optimizer, loss."""
@@ -239,6 +241,9 @@ class Trainer:
                 self.reporter.epoch_end(self.state.history[-1], epochs, improved and self.has_val)
                 for cb in callbacks:
                     cb(dict(self.state.history[-1], run_dir=self.run_dir))
+                if stop := self.extras.after_epoch(self.state.history):
+                    self.reporter.note(stop)
+                    break
         except _Diverged as exc:
             return "failed", self._divergence_message(exc)
         except (KeyboardInterrupt, OSError) as exc:
@@ -416,6 +421,7 @@ class Trainer:
                 )
             )
             results["best_val_accuracy"] = results.get("val", {}).get("accuracy")
+        self.extras.finish(results)
         runs.write_json(run_dir / runs.RESULTS, results)
         if status == "failed":
             raise TrainingFailed(f"{run_dir}: {message}", run_dir)

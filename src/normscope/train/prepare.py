@@ -28,6 +28,7 @@ from normscope.model.graph import build_graph
 from normscope.model.weights import Weights, match_weights, read_weights, resolve_source
 from normscope.spec import load_spec
 from normscope.train import lock
+from normscope.train.callbacks import EarlyStopping, check_log
 from normscope.train.checkpoint import LAST_KEYS
 from normscope.train.config import RunConfig
 from normscope.train.progress import Reporter
@@ -87,6 +88,8 @@ def start_run(
         raise NormscopeError("train needs a model description (or resume=RUN_DIR)")
     spec = load_spec(description, norm=norm, reuse=reuse)
     settings = resolve_settings(spec, overrides)
+    check_log(settings.log)  # (both checked before any file is made)
+    EarlyStopping.from_settings(settings.early_stopping)
     if test_subset is not None:
         check_count(test_subset, "--test-subset (test images)")
     settings.data = _data_of(spec, settings.data)

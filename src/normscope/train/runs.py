@@ -15,6 +15,8 @@ Layout (file names are the constants of :mod:`normscope.train.layout`)::
       per_class.csv       per-class test accuracy of best.pt
       confusion_matrix.csv  test confusion matrix of best.pt (rows = true class)
       curves.png          training curves
+      confusion.png       the test confusion matrix of best.pt, plotted
+      tensorboard/        event files for TensorBoard (train.log: tensorboard)
       .lock               while a process trains here: its pid and host (normscope.train.lock)
 
 Checkpoints hold only tensors and plain containers, are written atomically (temporary

@@ -12,7 +12,15 @@ from typing import Iterable
 from normscope.fileio import atomic_write
 from normscope.train.errors import RunError
 
-__all__ = ["HISTORY_COLUMNS", "write_history", "read_history", "write_per_class", "write_confusion", "plot_curves"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "write_history",
+    "read_history",
+    "write_per_class",
+    "write_confusion",
+    "curves_figure",
+    "plot_curves",
+]
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -67,39 +75,94 @@ def write_confusion(path: Path, class_names, confusion) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
-    """Loss and accuracy per epoch (train and validation) and the learning rate, as PNG.
-    Uses the Agg canvas directly: the global matplotlib backend is left alone."""
+def curves_figure(history: list[dict], title: str = ""):
+    """Loss and accuracy per epoch (train and validation) and the learning rate, as a
+    matplotlib Figure on the Agg canvas (the global backend is left alone). Ticks on whole
+    epochs only; a learning rate that never changes gets a note instead of a flat panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: heavy, only for the curves
     from matplotlib.figure import Figure  # (as above)
     from matplotlib.ticker import MaxNLocator  # (as above)
 
-    fig = Figure(figsize=(12, 3.6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     ep = [r["epoch"] for r in history]
 
     def series(key):
         pts = [(e, r.get(key)) for e, r in zip(ep, history) if r.get(key) is not None]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    for ax, what in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    lr_x, lr_y = series("lr")
+    constant_lr = len(set(lr_y)) <= 1
+    fig = Figure(figsize=(8 if constant_lr else 12, 3.6), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if constant_lr else 3)
+    for ax, what in zip(axes, ("loss", "accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
             xs, ys = series(f"{split}_{what}")
             if xs:
                 ax.plot(xs, ys, style, ms=3, label=split)
-        ax.set_xlabel("epoch")
         ax.set_ylabel(what)
-        ax.grid(alpha=0.3)
         ax.legend()
-    xs, ys = series("lr")
-    ax_lr.plot(xs, ys, "-", color="tab:gray")
-    ax_lr.set_xlabel("epoch")
-    ax_lr.set_ylabel("learning rate (end of epoch)")
-    ax_lr.grid(alpha=0.3)
-    for ax in (ax_loss, ax_acc, ax_lr):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title)
+    if not constant_lr:
+        axes[2].plot(lr_x, lr_y, "-o", ms=3, color="tab:gray")
+        axes[2].set_ylabel("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if ep and min(ep) == max(ep):  # one epoch: one tick, in the middle
+            ax.set_xlim(ep[0] - 0.5, ep[0] + 0.5)
+    notes = [f"learning rate {lr_y[0]:g} throughout"] if constant_lr and lr_y else []
+    if title or notes:
+        fig.suptitle("; ".join([t for t in (title,) if t] + notes), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
+    """:func:`curves_figure` as PNG."""
+    fig = curves_figure(history, title)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
+def confusion_figure(class_names, confusion, title: str = ""):
+    """A confusion matrix (rows = true class) as a matplotlib Figure: each row as shares of
+    its true class (the colour), the counts written in the cells where they fit."""
+    import numpy as np  # (as above: only for the figure)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # (as above)
+    from matplotlib.figure import Figure  # (as above)
+
+    counts = np.asarray(confusion, dtype=float)
+    k = len(class_names)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = min(3 + 0.35 * k, 12)
+    fig = Figure(figsize=(size + 1, size), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    labels = [str(c)[:14] for c in class_names] if k <= 30 else []
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if shares[i, j] > 0.5 else "black",
+                )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(path: Path, class_names, confusion, title: str = "") -> None:
+    """:func:`confusion_figure` as PNG (confusion.png of a run directory)."""
+    fig = confusion_figure(class_names, confusion, title)
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
