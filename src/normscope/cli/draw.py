@@ -43,6 +43,9 @@ def draw(
     legend: Optional[bool] = typer.Option(None, "--legend/--no-legend", help="draw the legend"),
     title: Optional[str] = typer.Option(None, "--title", help="a title above the diagram"),
     scale: Optional[float] = typer.Option(None, "--scale", help="scale the geometry (text keeps its size)"),
+    expand: Optional[bool] = typer.Option(
+        None, "--expand/--fold", help="draw every repeated block (default: each run of repeats once, marked × N)"
+    ),
     dpi: int = typer.Option(150, "--dpi", min=30, max=1200, help="resolution of the PNG"),
 ):
     """Draw the model: a PlotNeuralNet-style LaTeX/TikZ diagram (tex, pdf, png) or a graphviz graph (dot, svg)."""
@@ -59,6 +62,7 @@ def draw(
         legend=legend,
         title=title,
         scale=scale,
+        expand=expand,
         dpi=dpi,
         notify=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True),
     )

@@ -79,7 +79,7 @@ class Kind:
     """A kind's meaning. Subclasses override `out_shape` and `params`."""
 
     name: str
-    abbrev: str = ""  # the thesis' box caption
+    abbrev: str = ""  # the thesis' box caption: lower case, at most 4 characters, no spaces
 
     def out_shape(self, a: dict, ins: list[tuple]) -> tuple:
         return ins[0]
@@ -186,9 +186,9 @@ KINDS: dict[str, Kind] = {
         Conv("conv", "cnv"),
         Dense("dense", "fc"),
         Pool("maxpool", "pl"),
-        Pool("avgpool", "Avg Pool"),
-        GlobalPool("globalavgpool", "Avg Pool"),
-        GlobalPool("globalmaxpool", "Max Pool"),
+        Pool("avgpool", "avg"),
+        GlobalPool("globalavgpool", "gap"),
+        GlobalPool("globalmaxpool", "gmp"),
         Flatten("flatten", "flat"),
         Kind("dropout", "do"),
         Kind("activation", "act"),
