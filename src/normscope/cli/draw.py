@@ -19,12 +19,15 @@ from normscope.cli.common import (
     parse_shape,
     user_errors,
 )
+from normscope.cli.importer import model_source
 from normscope.report.draw import draw as draw_model
 
 
 @user_errors
 def draw(
-    file: Path = typer.Argument(..., help="model description (.yml)"),
+    file: Path = typer.Argument(
+        ..., help="model description (.yml), or a PyTorch model: torchvision:NAME, module:Attr"
+    ),
     norm: Optional[str] = NormOpt,
     reuse: Optional[bool] = ReuseOpt,
     input: Optional[str] = InputOpt,
@@ -50,7 +53,7 @@ def draw(
 ):
     """Draw the model: a PlotNeuralNet-style LaTeX/TikZ diagram (tex, pdf, png) or a graphviz graph (dot, svg)."""
     written = draw_model(
-        file,
+        model_source(file, input),
         out,
         format,
         norm=norm,

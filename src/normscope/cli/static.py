@@ -25,13 +25,16 @@ from normscope.cli.common import (
     parse_shape,
     user_errors,
 )
+from normscope.cli.importer import model_source
 from normscope.model.diagnostics import diagnose_description
 from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
 
 
 @user_errors
 def summary(
-    file: Path = typer.Argument(..., help="model description (.yml)"),
+    file: Path = typer.Argument(
+        ..., help="model description (.yml), or a PyTorch model: torchvision:NAME, module:Attr"
+    ),
     norm: Optional[str] = NormOpt,
     reuse: Optional[bool] = ReuseOpt,
     input: Optional[str] = InputOpt,
@@ -47,6 +50,7 @@ def summary(
 
     FLOPs are per image (a multiply-add counts 2); diagnostics: docs/diagnostics.md."""
     options = parse_norm_options(norm_option)
+    file = model_source(file, input)
     s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes, norm_options=options)
     report = None if weights is None else _match_weights(file, norm, reuse, parse_shape(input), classes, weights)
     if as_json:
@@ -76,7 +80,9 @@ def _match_weights(file, norm, reuse, input_shape, classes, weights):
 
 @user_errors
 def variants(
-    file: Path = typer.Argument(..., help="model description (.yml)"),
+    file: Path = typer.Argument(
+        ..., help="model description (.yml), or a PyTorch model: torchvision:NAME, module:Attr"
+    ),
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
     as_json: bool = typer.Option(False, "--json"),
@@ -85,6 +91,7 @@ def variants(
 
     Also their FLOPs per image and the codes of their diagnostics."""
     rows, diagnosed = [], []
+    file = model_source(file, input)
     for key in norms.ALL_VARIANTS:
         norm, reuse = norms.parse_variant(key)
         s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
