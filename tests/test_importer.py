@@ -18,13 +18,13 @@ from normscope.model.weights import load_weights
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "densenet121"])
+@pytest.mark.parametrize("name", ["alexnet", "vgg11", "vgg16", "resnet18", "resnet50", "googlenet", "densenet121"])
 def test_round_trip_counts_and_logits(name, tmp_path):
     torch.manual_seed(0)
     doc = describe(f"torchvision:{name}", (3, 64, 64))
     path = tmp_path / f"{name}.yml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    ref = torchvision.models.get_model(name, weights=None).eval()
+    ref = torchvision.models.get_model(name, weights=None).eval()  # GoogLeNet: with its two aux heads
     for m in ref.modules():  # non-trivial norm statistics and biases, so that a wrong pairing shows
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.05, 0.05), m.running_var.uniform_(0.9, 1.1), m.bias.data.uniform_(-0.02, 0.02)
@@ -35,9 +35,15 @@ def test_round_trip_counts_and_logits(name, tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ours, theirs = model(x), ref(x)
+    ours = ours[0] if isinstance(ours, tuple) else ours
     assert theirs.std() > 1e-3 and torch.allclose(ours, theirs, atol=1e-4, rtol=0)
+    if name == "googlenet":  # traced in training mode: the auxiliary classifiers are in the description
+        aux = [ly["dense"].get("aux") for ly in doc["layers"] if "dense" in ly]
+        assert aux == [None, 0.3, None, 0.3, None]
     slots = sum("norm" in layer for layer in doc["layers"])
-    assert slots == sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.modules()) and doc["norm"] == "bn"
+    assert slots == sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.modules()) and doc["norm"] == (
+        "bn" if slots else "none"
+    )
 
 
 def test_imported_model_takes_other_variants_and_draws(tmp_path):

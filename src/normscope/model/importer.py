@@ -117,19 +117,39 @@ def _module_layer(mod: nn.Module, where: str) -> tuple[str, dict]:
     if isinstance(mod, nn.Dropout):
         return "dropout", {"rate": float(mod.p)}
     if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
-        if mod.ceil_mode:
-            raise ImportFailed(f"{where}: pooling with ceil_mode=True is not supported")
-        kind = "maxpool" if isinstance(mod, nn.MaxPool2d) else "avgpool"
-        size = _pair(mod.kernel_size, "pool size", where)
-        stride = _pair(mod.stride or mod.kernel_size, "pool stride", where)
-        return kind, {"size": size, "stride": stride, "padding": _pair(mod.padding, "pool padding", where)}
-    if isinstance(mod, nn.AdaptiveAvgPool2d) and _pair(mod.output_size, "output size", where) == 1:
-        return "globalavgpool", {}
+        return _pool_layer(mod, where)
+    if isinstance(mod, nn.AdaptiveAvgPool2d):
+        return _adaptive(mod.output_size, where)
     if isinstance(mod, nn.Flatten):
         return "flatten", {}
     if isinstance(mod, nn.Identity):
         return "identity", {}
     raise ImportFailed(f"{where}: module {type(mod).__name__} has no kind in the language")
+
+
+def _pool_layer(mod: nn.Module, where: str) -> tuple[str, dict]:
+    kind = "maxpool" if isinstance(mod, nn.MaxPool2d) else "avgpool"
+    if kind == "avgpool" and (mod.ceil_mode or not mod.count_include_pad and mod.padding):
+        raise ImportFailed(f"{where}: average pooling with ceil_mode or count_include_pad=False is not supported")
+    if kind == "maxpool" and _pair(mod.dilation, "pool dilation", where) != 1:
+        raise ImportFailed(f"{where}: dilated max pooling is not supported")
+    args = {
+        "size": _pair(mod.kernel_size, "pool size", where),
+        "stride": _pair(mod.stride or mod.kernel_size, "pool stride", where),
+        "padding": _pair(mod.padding, "pool padding", where),
+    }
+    if mod.ceil_mode:
+        args["ceil"] = True
+    return kind, args
+
+
+def _adaptive(size, where: str) -> tuple[str, dict]:
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if None in size:
+        raise ImportFailed(f"{where}: adaptive pooling that keeps a dimension ({size}) is not supported")
+    if size == (1, 1):
+        return "globalavgpool", {}
+    return "adaptiveavgpool", {"size": size[0] if size[0] == size[1] else list(size)}
 
 
 def _function_layer(node: torch.fx.Node, where: str) -> tuple[str, dict]:
@@ -142,8 +162,10 @@ def _function_layer(node: torch.fx.Node, where: str) -> tuple[str, dict]:
         return "flatten", {}
     if fn is torch.cat and node.kwargs.get("dim", args[1] if len(args) > 1 else 0) == 1:
         return "concat", {}
-    if fn is F.adaptive_avg_pool2d and _pair(args[1], "output size", where) == 1:
-        return "globalavgpool", {}
+    if fn is F.adaptive_avg_pool2d:
+        return _adaptive(args[1] if len(args) > 1 else node.kwargs["output_size"], where)
+    if fn is F.dropout:
+        return "dropout", {"rate": float(args[1] if len(args) > 1 else node.kwargs.get("p", 0.5))}
     name = getattr(fn, "__name__", str(fn))
     raise ImportFailed(f"{where}: operation {name} has no kind in the language")
 
@@ -152,18 +174,45 @@ def _inputs(node: torch.fx.Node, names: dict) -> list[str]:
     args = node.args[0] if node.target is torch.cat else node.args
     if node.op == "call_module":
         args = node.args[:1]
-    elif node.target in FUNCTIONS or node.target in (torch.flatten, F.adaptive_avg_pool2d):
+    elif node.target in FUNCTIONS or node.target in (torch.flatten, F.adaptive_avg_pool2d, F.dropout):
         args = node.args[:1]
     return [names[a] for a in args if isinstance(a, torch.fx.Node)]
 
 
+AUX_WEIGHT = 0.3  # the loss weight of an auxiliary classifier (GoogLeNet's, Szegedy et al. 2015)
+
+
 def describe(source: str, input_shape: tuple[int, int, int] | None = None) -> dict:
-    """The description (plain data, ready for YAML) of the model `source` names."""
-    model = instantiate(source).eval()
+    """The description (plain data, ready for YAML) of the model `source` names. It is traced
+    in training mode, so that auxiliary classifiers (GoogLeNet's) appear: a model that returns
+    several outputs has its first as the classifier and the others as `aux` heads."""
+    model = instantiate(source).train()
     try:
         traced = torch.fx.symbolic_trace(model)
     except Exception as exc:  # torch.fx raises many kinds on data-dependent control flow
         raise ImportFailed(f"{source} cannot be traced with torch.fx: {str(exc).splitlines()[0]}") from None
+    layers, names, outputs = _layers(source, traced)
+    outputs = [outputs] if isinstance(outputs, torch.fx.Node) else list(outputs or [])
+    heads = [names.get(o) for o in outputs if isinstance(o, torch.fx.Node)]
+    by_name = {next(iter(layer.values()))["name"]: layer for layer in layers}
+    if not heads or len(heads) != len(outputs) or any("dense" not in by_name.get(h, {}) for h in heads):
+        raise ImportFailed(f"{source}: every output of the model must come from an nn.Linear classifier")
+    layers = _heads_last(layers, heads)
+    for head in heads[1:]:
+        by_name[head]["dense"]["aux"] = AUX_WEIGHT
+    classes = by_name[heads[0]]["dense"].pop("units")
+    return {
+        "name": _name(source.partition(":")[2]).lower(),
+        "description": f"imported from {source} by normscope import (torch.fx)",
+        "input": list(input_shape or (3, 224, 224)),
+        "classes": classes,
+        "norm": "bn" if any("norm" in layer for layer in layers) else "none",
+        "layers": _simplify(layers),
+    }
+
+
+def _layers(source: str, traced: torch.fx.GraphModule) -> tuple[list[dict], dict, object]:
+    """One layer per traced operation (identities and one-input concatenations dropped)."""
     modules = dict(traced.named_modules())
     names, layers, outputs, used = {}, [], None, set()
     for node in traced.graph.nodes:
@@ -173,7 +222,10 @@ def describe(source: str, input_shape: tuple[int, int, int] | None = None) -> di
             names[node] = "input"
             continue
         if node.op == "output":
-            outputs = node.args[0]
+            outputs = outputs if _is_tuple_node(node.args[0]) else node.args[0]
+            continue
+        if node.op == "call_function" and isinstance(node.target, type) and issubclass(node.target, tuple):
+            outputs = tuple(node.args) + tuple(node.kwargs.values())  # a named tuple of outputs
             continue
         target = getattr(node.target, "__name__", node.target)
         where = f"{source}, {node.op} {target} (node {node.name})"
@@ -194,18 +246,26 @@ def describe(source: str, input_shape: tuple[int, int, int] | None = None) -> di
         used.add(name)
         names[node] = name
         layers.append({kind: {"name": name, "from": inputs if len(inputs) > 1 else inputs[0], **args}})
-    if not isinstance(outputs, torch.fx.Node) or not layers or "dense" not in layers[-1]:
-        raise ImportFailed(f"{source}: the model must end in one nn.Linear classifier")
-    classes = layers[-1]["dense"].pop("units")
-    has_norm = any("norm" in layer for layer in layers)
-    return {
-        "name": _name(source.partition(":")[2]).lower(),
-        "description": f"imported from {source} by normscope import (torch.fx)",
-        "input": list(input_shape or (3, 224, 224)),
-        "classes": classes,
-        "norm": "bn" if has_norm else "none",
-        "layers": _simplify(layers),
-    }
+    return layers, names, outputs
+
+
+def _is_tuple_node(value) -> bool:
+    return isinstance(value, torch.fx.Node) and isinstance(value.target, type) and issubclass(value.target, tuple)
+
+
+def _heads_last(layers: list[dict], heads: list[str]) -> list[dict]:
+    """The layers only auxiliary heads use go after the main network, in their order, and the
+    classifier last: the order in which torchvision registers them (weights load by order)."""
+    main, need = set(), {heads[0]}
+    for layer in reversed(layers):
+        args = next(iter(layer.values()))
+        if args["name"] in need:
+            main.add(args["name"])
+            src = args["from"]
+            need.update([src] if isinstance(src, str) else src)
+    body = [ly for ly in layers if next(iter(ly.values()))["name"] in main]
+    aux = [ly for ly in layers if next(iter(ly.values()))["name"] not in main]
+    return body[:-1] + aux + body[-1:]
 
 
 def _simplify(layers: list[dict]) -> list[dict]:
@@ -224,7 +284,7 @@ def _simplify(layers: list[dict]) -> list[dict]:
                     break
             cats[tuple(src)] = args["name"]
             args["from"] = src = srcs
-        if src == prev:
+        if src == prev or src == [prev]:
             del args["from"]
         prev = args["name"]
     return layers

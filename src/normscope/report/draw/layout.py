@@ -63,6 +63,7 @@ def style_of(node: dict) -> tuple[str, bool]:
     return {
         "maxpool": "pool",
         "avgpool": "pool",
+        "adaptiveavgpool": "pool",
         "globalavgpool": "pool",
         "globalmaxpool": "pool",
         "activation": "act",
