@@ -17,6 +17,7 @@ from normscope.report.draw.geometry import a4_scale, bounds, item_rects, mark_re
 
 MAX_ASPECT = 3.9  # width / height of the drawing at most (with its legend: less)
 MAX_LINES = 12
+ONE_LINE_SCALE = 0.7  # a network that fits A4 at this scale on one line stays on one line
 LINE_GAP = 1.0  # between a line's lowest caption and the next line's lanes or top
 LANE_SPACING = 0.36  # between reuse lanes: a label fits between two
 LANE_MARGIN = 0.45  # between a line's top and its lowest lane
@@ -128,12 +129,12 @@ def _split(cuts: list[tuple[int, float]], k: int, x0: float, x1: float, last: in
 
 def plan_lines(items, arrows, skips, marks, taps: set[str]) -> list[Line]:
     """The lines that let the drawing fit an A4 page at the largest scale, at most MAX_ASPECT
-    wide for its height; one line when it fits at full size."""
+    wide for its height; one line when it fits at ONE_LINE_SCALE or more."""
     last = max(it.col for it in items.values())
     best = [Line(0, last)]
     _measure(items, marks, skips, best, taps)
     score = _aspect(best)
-    if score[0] <= MAX_ASPECT and score[1] >= 1.0:
+    if score[0] <= MAX_ASPECT and score[1] >= ONE_LINE_SCALE:
         return best
     cuts = cut_columns(items, arrows, skips)
     x0, x1 = best[0].left, best[0].right
