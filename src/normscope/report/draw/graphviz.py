@@ -73,6 +73,14 @@ def to_dot(
         edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"},
     )
     column = _columns(g)
+    tops = [min(ns, key=g.graph["order"].index) for _, ns in sorted(_by_column(column).items())]
+    if len(tops) > 1:  # the columns' first layers side by side, left to right (declared first: dot keeps it)
+        with dot.subgraph() as same:
+            same.attr(rank="same")
+            for n in tops:
+                same.node(n)
+            for a, b in zip(tops, tops[1:]):
+                same.edge(a, b, style="invis")
     clusters = _clusters(g, units)
     for i, (label, members) in enumerate(clusters):
         with dot.subgraph(name=f"cluster_{i}") as sub:
@@ -83,14 +91,6 @@ def to_dot(
     for name in g.graph["order"]:
         if name not in inside:
             _node(dot, g, name, abbreviations)
-    tops = [min(ns, key=g.graph["order"].index) for ns in _by_column(column).values()]
-    if len(tops) > 1:
-        with dot.subgraph() as same:
-            same.attr(rank="same")
-            for n in tops:
-                same.node(n)
-            for a, b in zip(tops, tops[1:]):  # columns left to right
-                same.edge(a, b, style="invis")
     _edges(dot, g, column)
     return dot
 
