@@ -211,3 +211,19 @@ def test_graphviz_top_to_bottom_within_4_to_1(name, tmp_path):
     assert 'fillcolor="#%02x%02x%02x' % CHROMATIC["conv"] in dot  # the TikZ palette
     if name.startswith("resnet50"):
         assert dot.count("subgraph cluster_") == 8 and "layer3_1_out  × 5" in dot
+
+
+def test_reuse_arrows_pass_no_box():
+    """A reuse arrow from a layer on a branch below the main row goes round the boxes above it."""
+    for name in ("resnet18_cifar", "resnet50_imagenet", "inception_cifar", "fashion_resnet"):
+        for variant in ("bn_v2", "gn_v2"):
+            lay = layout(graph(ROOT / "examples" / f"{name}.yml", variant))
+            boxes = [r for r in layout_rects(lay) if r.kind in ("box", "ball")]
+            for t in lay.taps:
+                for (x0, y0), (x1, y1) in zip(t.path, t.path[1:-1]):  # the last segment enters the ball
+                    for b in boxes:
+                        if b.block == t.source or b.owner == "reuse":
+                            continue
+                        inside_x = b.x0 + 0.01 < max(x0, x1) and min(x0, x1) < b.x1 - 0.01
+                        inside_y = b.y0 + 0.01 < max(y0, y1) and min(y0, y1) < b.y1 - 0.01
+                        assert not (inside_x and inside_y), (name, variant, t.source, b.owner)

@@ -56,6 +56,30 @@ def tap_label(g, name: str) -> tuple[str, int]:
     return f"{stats} ({size})", size
 
 
+def _crosses(segment, boxes, own: str) -> bool:
+    """An axis-parallel segment through a box or ball of another block."""
+    (x0, y0), (x1, y1) = segment
+    lo_x, hi_x, lo_y, hi_y = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+    return any(
+        b.block != own and b.x0 + 0.01 < hi_x and lo_x < b.x1 - 0.01 and b.y0 + 0.01 < hi_y and lo_y < b.y1 - 0.01
+        for b in boxes
+    )
+
+
+def _way_up(it, boxes, ceiling: float) -> list[tuple]:
+    """Where a reuse arrow leaves its layer: straight up from the top, or, when a box stands
+    above (a layer on a branch below the main row), first right to the nearest clear gap."""
+    own = it.block or it.node
+    sx, sy = it.top_back()
+    if not _crosses(((sx, sy), (sx, ceiling)), boxes, own):
+        return [(sx, sy)]
+    y = it.y + min(0.25, it.h / 4)
+    for x in sorted({it.right + 0.15, *(b.x1 + 0.15 for b in boxes if b.x1 > it.right)}):
+        if not _crosses(((it.right, y), (x, y)), boxes, own) and not _crosses(((x, y), (x, ceiling)), boxes, own):
+            return [(it.right, y), (x, y)]
+    return [(sx, sy)]
+
+
 def reuse_taps(g, order, items, lines: list[Line], skips: list[Arrow]) -> list[Tap]:
     """Up from each tapped layer to a lane above its line; from an earlier line along its lane
     to the right margin and down to a lane above the last line; then down into the ball."""
@@ -69,9 +93,11 @@ def reuse_taps(g, order, items, lines: list[Line], skips: list[Arrow]) -> list[T
     for name in sources:
         by_line.setdefault(items[name].line, []).append(name)
     taps = []
+    boxes = [r for it in items.values() for r in item_rects(it) if r.kind in ("box", "ball")]
     for i, name in enumerate(sources):
         it = items[name]
-        start = it.top_back()
+        head = _way_up(it, boxes, lines[it.line].ceiling)
+        start = head[-1]
         final = last.ceiling + LANE_MARGIN + (n - 1 - i) * LANE_SPACING
         mine = by_line[it.line]
         own = lines[it.line].ceiling + LANE_MARGIN + (len(mine) - 1 - mine.index(name)) * LANE_SPACING
@@ -79,10 +105,10 @@ def reuse_taps(g, order, items, lines: list[Line], skips: list[Arrow]) -> list[T
         drop_x = ball.x + off
         end = (drop_x, ball.y + math.sqrt(max(ball.r**2 - off**2, 0.0)))
         if it.line == len(lines) - 1:
-            path = [start, (start[0], final), (drop_x, final), end]
+            path = [*head, (start[0], final), (drop_x, final), end]
         else:
             channel = right + (n - 1 - i) * 0.25
-            path = [start, (start[0], own), (channel, own), (channel, final), (drop_x, final), end]
+            path = [*head, (start[0], own), (channel, own), (channel, final), (drop_x, final), end]
         label, size = tap_label(g, name)
         taps.append(
             Tap(
@@ -90,7 +116,7 @@ def reuse_taps(g, order, items, lines: list[Line], skips: list[Arrow]) -> list[T
                 style=norms.BY_KIND[g.nodes[name]["kind"]].short,
                 size=size,
                 path=path,
-                label_at=(start[0] + 0.03, path[1][1] + 0.03),
+                label_at=(start[0] + 0.03, path[len(head)][1] + 0.03),
                 label=label,
             )
         )

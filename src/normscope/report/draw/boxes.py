@@ -107,7 +107,8 @@ class Tap:
 
     @property
     def lane(self):
-        return self.path[1][1]
+        """The height of its first lane (its label sits on it)."""
+        return self.label_at[1] - 0.03
 
 
 @dataclass
