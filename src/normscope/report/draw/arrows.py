@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from normscope import norms
-from normscope.report.draw.boxes import Tap
+from normscope.report.draw.boxes import CHAR_SMALL, Tap
 from normscope.report.draw.geometry import bounds, item_rects
 from normscope.report.draw.wrap import LANE_MARGIN, LANE_SPACING, Arrow, Line
 
@@ -87,16 +87,23 @@ def reuse_taps(g, order, items, lines: list[Line], skips: list[Arrow]) -> list[T
     if not sources:
         return []
     ball, last = items["reuse"], lines[-1]
-    right = bounds([r for it in items.values() for r in item_rects(it)])[2] + 0.5
+    boxes = [r for it in items.values() for r in item_rects(it) if r.kind in ("box", "ball")]
+    heads = {name: _way_up(items[name], boxes, lines[items[name].line].ceiling) for name in sources}
+    labels = {name: tap_label(g, name) for name in sources}
+    right = (
+        max(  # the channels down the right margin pass right of every box and label
+            bounds([r for it in items.values() for r in item_rects(it)])[2],
+            max(heads[n][-1][0] + CHAR_SMALL * len(labels[n][0]) + 0.1 for n in sources),
+        )
+        + 0.4
+    )
     n = len(sources)
     by_line: dict[int, list[str]] = {}
     for name in sources:
         by_line.setdefault(items[name].line, []).append(name)
     taps = []
-    boxes = [r for it in items.values() for r in item_rects(it) if r.kind in ("box", "ball")]
     for i, name in enumerate(sources):
-        it = items[name]
-        head = _way_up(it, boxes, lines[it.line].ceiling)
+        it, head = items[name], heads[name]
         start = head[-1]
         final = last.ceiling + LANE_MARGIN + (n - 1 - i) * LANE_SPACING
         mine = by_line[it.line]
@@ -109,7 +116,7 @@ def reuse_taps(g, order, items, lines: list[Line], skips: list[Arrow]) -> list[T
         else:
             channel = right + (n - 1 - i) * 0.25
             path = [*head, (start[0], own), (channel, own), (channel, final), (drop_x, final), end]
-        label, size = tap_label(g, name)
+        label, size = labels[name]
         taps.append(
             Tap(
                 source=name,
