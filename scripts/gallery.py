@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Regenerate docs/gallery/*.png and docs/gallery.md: every variant of the study's families
-and the course architectures of examples/, drawn by `normscope draw`.
+(the thesis' seven and the GroupNorm ones), every other description in examples/, and two
+torchvision models imported with `normscope import`, drawn by `normscope draw`.
 
     .venv/bin/python scripts/gallery.py          # needs pdflatex and pdftoppm
 """
@@ -22,6 +23,9 @@ FAMILIES = ("vgg16", "perceptnet")
 DPI = 100
 
 
+IMPORTED = ("torchvision:resnet18", "torchvision:densenet121")
+
+
 def study_files() -> list[Path]:
     files = []
     for family in FAMILIES:
@@ -33,14 +37,24 @@ def study_files() -> list[Path]:
     return files
 
 
-def entry(path: Path) -> str:
-    spec = load_spec(path)
-    written = draw(path, OUT, formats="png", dpi=DPI)
+def entry(path: Path, variant: str | None = None, command: str | None = None) -> str:
+    norm, reuse = norms.parse_variant(variant) if variant else (None, None)
+    spec = load_spec(path, norm=norm, reuse=reuse)
+    written = draw(path, OUT, formats="png", dpi=DPI, norm=norm, reuse=reuse)
     png = written["png"]
     about = spec.document.get("description") or ""
-    rel = path.relative_to(ROOT)
-    print(f"{rel} -> {png.relative_to(ROOT)} ({png.stat().st_size // 1024} KiB)")
-    return f"### {spec.name}\n\n{about}\n\n`normscope draw {rel}`\n\n![{spec.name}](gallery/{png.name})\n"
+    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+    flags = f" --norm {norm}" + (" --reuse" if reuse else "") if variant else ""
+    print(f"{command or rel}{flags} -> {png.relative_to(ROOT)} ({png.stat().st_size // 1024} KiB)")
+    how = f"`normscope draw {command or rel}{flags}`"
+    return f"### {spec.name}\n\n{about}\n\n{how}\n\n![{spec.name}](gallery/{png.name})\n"
+
+
+def imported() -> list[str]:
+    """Two torchvision models through `normscope import` (no weights are downloaded)."""
+    from normscope.cli.importer import model_source
+
+    return [entry(Path(model_source(source)), "in_v2", source) for source in IMPORTED]
 
 
 def reused_statistics() -> str:
@@ -66,23 +80,32 @@ def main():
         "",
         "How to read them: boxes are layers, left to right in the order data flows; a box's height and depth "
         "follow the feature map's height and width (square-root scale), its thickness the channel count "
-        "(log scale). Convolutions with an activation carry it as an orange band; pooling is red, dropout grey "
+        "(log scale), for every kind. Convolutions with an activation carry it as a pink band; pooling is magenta, "
+        "dropout grey "
         f"and dashed, normalizations in their own colours ({colours}). Balls concatenate (‖) or add (+); "
         "residual shortcuts arc over the boxes. In a reuse (v2) variant one arrow leaves every normalization "
         f"layer, labelled with what it reuses ({reused_statistics()}) and how many values, and enters "
         "the ball where the statistics join the flattened features; the number under that ball is the "
         f"classifier's input size. Captions are layer names (`--abbreviations` prints the thesis' {captions} "
-        "instead).",
+        "instead). Deep networks draw each run of repeated blocks once, bracketed and marked × N "
+        "(`--expand` draws them all), and wrap onto lines; frozen layers (train.freeze) are hatched. "
+        "The colours are Paul Tol's colour-blind-safe ones.",
         "",
         f"## The study: {len(study)} variants",
         "",
     ]
     parts += [entry(p) for p in study]
-    parts += ["## Course architectures", ""]
+    gn = [(EXAMPLES / f"{family}.yml", key) for family in FAMILIES for key in norms.NORMS["gn"].variants]
+    parts += ["## GroupNorm variants", ""]
+    parts += [entry(p, key) for p, key in gn]
+    parts += ["## Course architectures and transfer projects", ""]
     parts += [entry(p) for p in course]
+    parts += ["## Imported from torchvision (`normscope import`), InstanceNorm with reuse", ""]
+    parts += imported()
     (DOCS / "gallery.md").write_text("\n".join(parts))
     total = sum(p.stat().st_size for p in OUT.glob("*.png"))
-    print(f"wrote docs/gallery.md, {len(study) + len(course)} diagrams, {total / 2**20:.1f} MiB")
+    count = len(study) + len(gn) + len(course) + len(IMPORTED)
+    print(f"wrote docs/gallery.md, {count} diagrams, {total / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

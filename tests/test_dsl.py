@@ -293,6 +293,7 @@ def test_value_and_section_checks():
         "legend": True,
         "title": None,
         "scale": 1.0,
+        "expand": False,
     }
     with pytest.raises(SpecError, match="unknown key 'legnd' in `draw`; did you mean 'legend'"):
         validate_mapping("draw", {"legnd": True}, DRAW_ARGS, "f", 1)

@@ -20,12 +20,15 @@ from normscope.cli.common import (
     user_errors,
     variant_of,
 )
+from normscope.cli.importer import model_source
 from normscope.report.draw import draw as draw_model
 
 
 @user_errors
 def draw(
-    file: Path = typer.Argument(..., help="model description (.yml)"),
+    file: Path = typer.Argument(
+        ..., help="model description (.yml), or a PyTorch model: torchvision:NAME, module:Attr"
+    ),
     norm: Optional[str] = NormOpt,
     reuse: Optional[bool] = ReuseOpt,
     input: Optional[str] = InputOpt,
@@ -45,11 +48,14 @@ def draw(
     legend: Optional[bool] = typer.Option(None, "--legend/--no-legend", help="draw the legend"),
     title: Optional[str] = typer.Option(None, "--title", help="a title above the diagram"),
     scale: Optional[float] = typer.Option(None, "--scale", help="scale the geometry (text keeps its size)"),
+    expand: Optional[bool] = typer.Option(
+        None, "--expand/--fold", help="draw every repeated block (default: each run of repeats once, marked × N)"
+    ),
     dpi: int = typer.Option(150, "--dpi", min=30, max=1200, help="resolution of the PNG"),
 ):
     """Draw the model: a PlotNeuralNet-style LaTeX/TikZ diagram (tex, pdf, png) or a graphviz graph (dot, svg)."""
     written = draw_model(
-        variant_of(file, norm, reuse, sets, norm_option),
+        variant_of(model_source(file, input), norm, reuse, sets, norm_option),
         out,
         format,
         input_shape=parse_shape(input),
@@ -58,6 +64,7 @@ def draw(
         legend=legend,
         title=title,
         scale=scale,
+        expand=expand,
         dpi=dpi,
         notify=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True),
     )

@@ -27,6 +27,7 @@ from normscope.cli.common import (
     user_errors,
     variant_of,
 )
+from normscope.cli.importer import model_source
 from normscope.errors import NormscopeError
 from normscope.model.diagnostics import diagnose_description
 from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
@@ -35,7 +36,9 @@ from normscope.spec.lint import lint
 
 @user_errors
 def summary(
-    file: Path = typer.Argument(..., help="model description (.yml)"),
+    file: Path = typer.Argument(
+        ..., help="model description (.yml), or a PyTorch model: torchvision:NAME, module:Attr"
+    ),
     norm: Optional[str] = NormOpt,
     reuse: Optional[bool] = ReuseOpt,
     input: Optional[str] = InputOpt,
@@ -51,7 +54,7 @@ def summary(
     """Layers, shapes, parameter counts (Keras convention), FLOPs, classifier input, diagnostics.
 
     FLOPs are per image (a multiply-add counts 2); diagnostics: docs/diagnostics.md."""
-    variant = variant_of(file, norm, reuse, sets, norm_option)
+    variant = variant_of(model_source(file, input), norm, reuse, sets, norm_option)
     s = summarize(variant, input_shape=parse_shape(input), classes=classes)
     report = None if weights is None else _match_weights(variant, parse_shape(input), classes, weights)
     if as_json:
@@ -81,7 +84,9 @@ def _match_weights(variant, input_shape, classes, weights):
 
 @user_errors
 def variants(
-    file: Path = typer.Argument(..., help="model description (.yml)"),
+    file: Path = typer.Argument(
+        ..., help="model description (.yml), or a PyTorch model: torchvision:NAME, module:Attr"
+    ),
     input: Optional[str] = InputOpt,
     classes: Optional[int] = ClassesOpt,
     norm_option: Optional[list[str]] = NormOptionOpt,
@@ -92,7 +97,7 @@ def variants(
 
     Also their FLOPs per image and the codes of their diagnostics."""
     rows, diagnosed = [], []
-    base = variant_of(file, sets=sets, norm_option=norm_option)
+    base = variant_of(model_source(file, input), sets=sets, norm_option=norm_option)
     for key in norms.ALL_VARIANTS:
         norm, reuse = norms.parse_variant(key)
         s = summarize(base, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)

@@ -3,7 +3,8 @@
 Every backend reads the same facts from here:
 - node attributes: kind, args, shape (output, no batch axis), in_shapes, inputs (ordered),
   role (input | layer | norm | reuse | classifier | aux), slot, tapped, caption,
-  abbrev, file, line, params ((trainable, non-trainable) weights, Keras convention);
+  abbrev, file, line, params ((trainable, non-trainable) weights, Keras convention),
+  frozen (weights named in train.freeze);
 - edges: kind "data" (with `order`) or "tap" (a norm layer's statistics into the reuse node);
 - graph attributes: name, family, norm, reuse, input_shape, classes, order (topological),
   output, aux [(name, weight)], classifier (a ClassifierInput: the typed classifier groups).
@@ -169,12 +170,14 @@ def _count_params(g: nx.DiGraph, order: list[str], freeze) -> None:
     `train.freeze` (names or glob patterns) have only non-trainable ones."""
     for name in order:
         node = g.nodes[name]
+        node["frozen"] = False
         if name == "input" or node["kind"] not in KINDS:
             node["params"] = (0, 0)
             continue
         trainable, fixed = KINDS[node["kind"]].params(node["args"], node["in_shapes"], node["shape"])
         if any(fnmatch.fnmatchcase(name, p) for p in freeze or []):
             trainable, fixed = 0, trainable + fixed
+            node["frozen"] = trainable + fixed > 0  # a layer with weights that are not trained
         node["params"] = (trainable, fixed)
 
 

@@ -37,8 +37,9 @@ def same_pad(size: int, k: int, s: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def spatial(kind: str, hw: tuple[int, int], k: tuple, s: tuple, pad) -> tuple[int, int]:
-    """Output H, W of a sliding window (kernel k, stride s, padding 'same'/'valid'/n)."""
+def spatial(kind: str, hw: tuple[int, int], k: tuple, s: tuple, pad, ceil: bool = False) -> tuple[int, int]:
+    """Output H, W of a sliding window (kernel k, stride s, padding 'same'/'valid'/n); `ceil`
+    rounds up as torch's ceil_mode does (a last window that would start in the padding is dropped)."""
     out = []
     for size, kk, ss in zip(hw, k, s):
         if pad == "same":
@@ -50,7 +51,10 @@ def spatial(kind: str, hw: tuple[int, int], k: tuple, s: tuple, pad) -> tuple[in
                 f"{kind} kernel {k[0]}×{k[1]} is larger than its "
                 f"{hw[0]}×{hw[1]} input" + (" (padding valid)" if pad == "valid" else "")
             )
-        out.append((size + 2 * p - kk) // ss + 1)
+        n = (size + 2 * p - kk + (ss - 1 if ceil else 0)) // ss + 1
+        if ceil and (n - 1) * ss >= size + p:
+            n -= 1
+        out.append(n)
     return tuple(out)
 
 
@@ -79,7 +83,7 @@ class Kind:
     """A kind's meaning. Subclasses override `out_shape` and `params`."""
 
     name: str
-    abbrev: str = ""  # the thesis' box caption
+    abbrev: str = ""  # the thesis' box caption: lower case, at most 4 characters, no spaces
 
     def out_shape(self, a: dict, ins: list[tuple]) -> tuple:
         return ins[0]
@@ -119,7 +123,17 @@ class Pool(Kind):
         need_image(self.name, ins[0])
         c, h, w = ins[0]
         k, s = pool_window(a)
-        return (c, *spatial(self.name, (h, w), k, s, a["padding"]))
+        if a.get("ceil") and a["padding"] == "same":
+            raise ShapeError(f"{self.name} ceil needs an integer or 'valid' padding, not 'same'")
+        return (c, *spatial(self.name, (h, w), k, s, a["padding"], a.get("ceil", False)))
+
+
+class AdaptivePool(Kind):
+    """Average pooling to a fixed output size (torch's AdaptiveAvgPool2d); no weights."""
+
+    def out_shape(self, a, ins):
+        need_image(self.name, ins[0])
+        return (ins[0][0], *pair(a["size"]))
 
 
 class GlobalPool(Kind):
@@ -186,9 +200,10 @@ KINDS: dict[str, Kind] = {
         Conv("conv", "cnv"),
         Dense("dense", "fc"),
         Pool("maxpool", "pl"),
-        Pool("avgpool", "Avg Pool"),
-        GlobalPool("globalavgpool", "Avg Pool"),
-        GlobalPool("globalmaxpool", "Max Pool"),
+        Pool("avgpool", "avg"),
+        AdaptivePool("adaptiveavgpool", "apl"),
+        GlobalPool("globalavgpool", "gap"),
+        GlobalPool("globalmaxpool", "gmp"),
         Flatten("flatten", "flat"),
         Kind("dropout", "do"),
         Kind("activation", "act"),

@@ -84,11 +84,13 @@ class Lambda(nn.Module):
 
 
 class Pool(nn.Module):
-    def __init__(self, op, k, s, pad4):
+    def __init__(self, op, k, s, pad4, ceil=False):
         super().__init__()
-        self.op, self.k, self.s, self.pad4 = op, k, s, tuple(pad4)
+        self.op, self.k, self.s, self.pad4, self.ceil = op, k, s, tuple(pad4), ceil
 
     def forward(self, x):
+        if self.ceil:  # torch's rule for the last window needs torch's own (symmetric) padding
+            return F.max_pool2d(x, self.k, self.s, padding=(self.pad4[2], self.pad4[0]), ceil_mode=True)
         if self.op == "max":
             if any(self.pad4):  # -inf so that padding never wins
                 x = F.pad(x, self.pad4, value=float("-inf"))
@@ -125,7 +127,7 @@ def _conv(a, ins, final):
 def _pool(op):
     def build(a, ins, final):
         k, s = pool_window(a)
-        return Pool(op, k, s, padding4(a["padding"], ins[0][1:], k, s))
+        return Pool(op, k, s, padding4(a["padding"], ins[0][1:], k, s), a.get("ceil", False))
 
     return build
 
@@ -150,6 +152,7 @@ BUILDERS: dict[str, Callable] = {
     "dense": lambda a, ins, final: Dense(ins[0][0], a["units"], a["bias"], act_fn(a["activation"], final)),
     "maxpool": _pool("max"),
     "avgpool": _pool("avg"),
+    "adaptiveavgpool": lambda a, ins, final: nn.AdaptiveAvgPool2d(pair(a["size"])),
     "globalavgpool": lambda a, ins, final: Lambda(lambda x: x.mean(dim=(2, 3)), "mean over H, W"),
     "globalmaxpool": lambda a, ins, final: Lambda(lambda x: x.amax(dim=(2, 3)), "max over H, W"),
     "flatten": lambda a, ins, final: Lambda(lambda x: x.flatten(1), "flatten"),

@@ -64,6 +64,11 @@ def _pool_keys(name: str, op: str) -> KindKeys:
             "size": Arg((int, list), 2, check=pair_check),
             "stride": Arg((int, list, type(None)), None, check=lambda v: None if v is None else pair_check(v)),
             "padding": Arg((str, int), "valid", check=_padding),
+            **(
+                {"ceil": Arg((bool,), False, help="round the output size up (torch's ceil_mode)")}
+                if op == "max"
+                else {}
+            ),
         },
     )
 
@@ -127,6 +132,14 @@ KINDS: dict[str, KindKeys] = {
         ),
         _pool_keys("maxpool", "max"),
         _pool_keys("avgpool", "avg"),
+        KindKeys(
+            "adaptiveavgpool",
+            primary="size",
+            prefix="apool",
+            doc="Average pooling to an output of the given size (torch's AdaptiveAvgPool2d): "
+            "(C, H, W) -> (C, h, w); a larger output repeats values.",
+            args={"size": Arg((int, list), check=pair_check, help="output size, n or [h, w]")},
+        ),
         KindKeys("globalavgpool", prefix="gap", doc="Global average pooling: (C, H, W) -> (C,)."),
         KindKeys("globalmaxpool", prefix="gmp", doc="Global max pooling: (C, H, W) -> (C,)."),
         KindKeys("flatten", prefix="flatten", doc="(C, H, W) -> (C·H·W,)."),

@@ -44,6 +44,7 @@ DRAW_ARGS = {
     "legend": Arg((bool,), True),
     "title": Arg((str, type(None)), None),
     "scale": Arg((float,), 1.0),
+    "expand": Arg((bool,), False, help="draw every repeated block instead of one with a × N mark"),
 }
 
 _TYPE_NAMES = {

@@ -80,6 +80,7 @@ def draw(
     legend: bool | None = None,
     title: str | None = None,
     scale: float | None = None,
+    expand: bool | None = None,
     dpi: int = 150,
     stem: str | None = None,
     timeout: float = 120,
@@ -100,7 +101,8 @@ def draw(
     )
     g = build_graph(spec)
     opts = dict(spec.draw)
-    for key, value in (("abbreviations", abbreviations), ("legend", legend), ("title", title), ("scale", scale)):
+    given = {"abbreviations": abbreviations, "legend": legend, "title": title, "scale": scale, "expand": expand}
+    for key, value in given.items():
         if value is not None:
             opts[key] = value
     if not opts["scale"] > 0:
@@ -111,7 +113,7 @@ def draw(
 
     if {"tex", "pdf", "png"} & set(wanted):
         tex = render_tex(
-            layout(g, abbreviations=opts["abbreviations"]),
+            layout(g, abbreviations=opts["abbreviations"], expand=opts["expand"]),
             legend=opts["legend"],
             title=opts["title"],
             scale=opts["scale"],
@@ -136,7 +138,7 @@ def draw(
                 skipped = ".pdf and .png" if exc.tool == "pdflatex" else ".png"
                 notify(f"{exc}; no {skipped} written, {written['tex']} is (compile it with pdflatex)")
     if {"dot", "svg"} & set(wanted):
-        dot = to_dot(g, abbreviations=opts["abbreviations"], title=opts["title"])
+        dot = to_dot(g, abbreviations=opts["abbreviations"], title=opts["title"], expand=opts["expand"])
         if "dot" in wanted:
             written["dot"] = atomic_write(out / f"{stem}.dot", dot.source)
         if "svg" in wanted:

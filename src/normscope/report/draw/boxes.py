@@ -9,6 +9,10 @@ from dataclasses import dataclass
 ZX, ZY = -0.4, -0.3  # the z unit vector, in cm (also set in the TikZ picture)
 GAP = 0.55  # visible length of an arrow between two boxes
 CHAR = 0.15  # estimated width of a caption character (\footnotesize), cm
+CHAR_SMALL = 0.12  # the same in \scriptsize (spatial sizes, reuse labels, × N marks)
+LINE = 0.38  # height of a \footnotesize line with its inner sep, cm
+LINE_SMALL = 0.32  # the same in \scriptsize
+MIN_WIDTH = 0.42  # thinnest box: adjacent boxes leave room for their rotated captions
 
 
 @dataclass
@@ -31,6 +35,9 @@ class Item:
     row: int = 0
     attached: bool = False
     cap_y: float | None = None  # common caption line of a block of touching boxes
+    block: str = ""  # the first layer of the block of touching boxes this one belongs to
+    frozen: bool = False  # weights not trained (train.freeze)
+    line: int = 0  # the line of a wrapped diagram, top to bottom
 
     # projected extents and anchor points (2-D, cm)
     @property
@@ -71,21 +78,52 @@ class Item:
 
     @property
     def caption_len(self):
-        text = len(self.label) + len(self.size) + 3
-        return 0.7 if self.ball else 0.25 + CHAR * text
+        """How far the caption reaches below its line (rotated text; balls: two lines)."""
+        if self.ball:
+            return LINE if not self.label else 2 * LINE
+        return 0.1 + CHAR * (len(self.label) + len(self.size) + 3)
+
+    def shift(self, dx: float, dy: float) -> None:
+        self.x, self.y = self.x + dx, self.y + dy
+        if self.cap_y is not None:
+            self.cap_y += dy
 
 
 @dataclass
 class Tap:
-    """One reuse arrow: up from a norm layer, along its lane, down into the reuse ball."""
+    """One reuse arrow: up from a norm layer to its lane, along it (and down the right margin
+    when the layer is on an earlier line), down into the reuse ball; labelled on its lane."""
 
     source: str
     style: str  # the normalization's short name (its entry in normscope.norms)
     size: int
-    start: tuple
-    lane: float
-    drop_x: float
-    end_y: float
+    path: list  # 2-D polyline, start at the layer, end at the ball
+    label_at: tuple  # south-west corner of the label
+    label: str  # plain text of the label (its length sizes the label's rectangle)
+
+    @property
+    def start(self):
+        return self.path[0]
+
+    @property
+    def lane(self):
+        """The height of its first lane (its label sits on it)."""
+        return self.label_at[1] - 0.03
+
+
+@dataclass
+class Mark:
+    """A repeated block drawn once: a bracket under its layers and "× N" under the bracket."""
+
+    nodes: list[str]
+    times: int
+    x0: float
+    x1: float
+    y: float  # the bracket's height; the text hangs under it
+
+    @property
+    def text(self) -> str:
+        return f"× {self.times}"
 
 
 @dataclass
@@ -95,9 +133,11 @@ class Layout:
     arrows: list[list[tuple]]  # data arrows as 2-D polylines
     skips: list[list[tuple]]  # residual shortcuts drawn over the boxes
     taps: list[Tap]
+    marks: list[Mark]
     styles: list[str]  # styles used, in legend order
     tap_styles: list[str]
     reuse_size: int | None
+    frozen: bool = False  # some layers are frozen (legend entry)
 
 
 def spatial_cm(v: int, biggest: int, top: float = 4.5) -> float:
@@ -106,8 +146,8 @@ def spatial_cm(v: int, biggest: int, top: float = 4.5) -> float:
 
 
 def channels_cm(c: int) -> float:
-    """Width of a box: log scale, so 3 channels are 0.4 cm and 4096 stay under 2 cm."""
-    return 0.22 + 0.12 * math.log2(max(c, 2))
+    """Width of a box: log scale, so 3 channels are 0.42 cm and 4096 stay under 2 cm."""
+    return max(MIN_WIDTH, 0.22 + 0.12 * math.log2(max(c, 2)))
 
 
 def features_cm(f: int, top: float = 4.5) -> float:

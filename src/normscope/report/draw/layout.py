@@ -23,10 +23,12 @@ import networkx as nx
 
 from normscope import norms
 from normscope.report.draw.arrows import data_arrows, reuse_taps
-from normscope.report.draw.boxes import GAP, ZX, Item, Layout, channels_cm, features_cm, spatial_cm
+from normscope.report.draw.boxes import GAP, MIN_WIDTH, ZX, Item, Layout, Mark, channels_cm, features_cm, spatial_cm
+from normscope.report.draw.collapse import Unit, collapse, data_graph
+from normscope.report.draw.geometry import item_rects
+from normscope.report.draw.wrap import apply_lines, plan_lines
 
 BALL_KINDS = {"concat", "add", "reuse"}
-THIN = {"act": 0.45, "pad": 0.45, "dropout": 0.6}  # narrower than the channel count says
 ATTACHED = {*norms.BY_KIND, "maxpool", "avgpool", "dropout", "activation", "zeropad"}
 STYLE_NAMES = {
     "input": "input",
@@ -61,6 +63,7 @@ def style_of(node: dict) -> tuple[str, bool]:
     return {
         "maxpool": "pool",
         "avgpool": "pool",
+        "adaptiveavgpool": "pool",
         "globalavgpool": "pool",
         "globalmaxpool": "pool",
         "activation": "act",
@@ -76,12 +79,14 @@ def label_of(name: str, node: dict, abbreviations: bool) -> str:
     return node["abbrev"] if abbreviations else name
 
 
-def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
-    """Boxes, balls and arrows of the model, in centimetres."""
+def layout(g: nx.DiGraph, abbreviations: bool = False, expand: bool = False) -> Layout:
+    """Boxes, balls and arrows of the model, in centimetres; repeated blocks drawn once with a
+    × N mark unless `expand`, long networks wrapped onto lines."""
+    units = []
+    if not expand:
+        g, units = collapse(g)
     order = g.graph["order"]
-    data = nx.DiGraph()
-    data.add_nodes_from(order)
-    data.add_edges_from((u, v) for u, v, k in g.edges(data="kind") if k == "data")
+    data = data_graph(g)
     items = _items(g, order, abbreviations)
     for n in order:  # columns: longest data path from the input
         items[n].col = 1 + max((items[p].col for p in data.predecessors(n)), default=-1)
@@ -92,7 +97,11 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
     _place_rows(items, rows)
     _caption_lines(g, order, items)
     arrows, skips = data_arrows(g, data, order, items)
-    taps = reuse_taps(g, order, items, skips)
+    marks = [_mark(u, items) for u in units]
+    tapped = {n for n in order if g.nodes[n]["tapped"]}
+    lines = plan_lines(items, arrows, skips, marks, tapped)
+    apply_lines(items, arrows, skips, marks, lines)
+    taps = reuse_taps(g, order, items, lines, skips)
     seq = [items[n] for n in order]
     legend_order = list(STYLE_NAMES)
     styles = sorted(dict.fromkeys(it.style for it in seq), key=legend_order.index)
@@ -100,12 +109,27 @@ def layout(g: nx.DiGraph, abbreviations: bool = False) -> Layout:
     return Layout(
         name=g.graph["name"],
         items=sorted(seq, key=lambda it: (-it.y, it.x)),
-        arrows=arrows,
-        skips=skips,
+        arrows=[a.path for a in arrows],
+        skips=[s.path for s in skips],
         taps=taps,
+        marks=marks,
         styles=styles,
         tap_styles=list(dict.fromkeys(t.style for t in taps)),
         reuse_size=g.nodes[reuse.node]["shape"][0] if reuse else None,
+        frozen=any(it.frozen for it in seq),
+    )
+
+
+def _mark(unit: Unit, items: dict[str, Item]) -> Mark:
+    """A bracket under the unit's lowest caption, "× N" under it."""
+    mine = [items[n] for n in unit.nodes]
+    rects = [r for it in mine for r in item_rects(it)]
+    return Mark(
+        nodes=unit.nodes,
+        times=unit.times,
+        x0=min(r.x0 for r in rects if r.kind in ("box", "ball")),
+        x1=max(r.x1 for r in rects if r.kind in ("box", "ball")),
+        y=min(r.y0 for r in rects) - 0.12,
     )
 
 
@@ -122,6 +146,7 @@ def _items(g, order, abbreviations) -> dict[str, Item]:
             label=label_of(n, node, abbreviations),
             size=str(node["shape"][0]),
             spatial=None,
+            frozen=bool(node.get("frozen")),
         )
         if it.ball:
             it.r = 0.5 if node["kind"] != "add" else 0.35
@@ -143,10 +168,10 @@ def _sizes(g, order, items, rows) -> None:
         if it.ball:
             continue
         if len(shape) == 3:
-            it.w = THIN.get(it.style, 1.0) * channels_cm(shape[0])
+            it.w = channels_cm(shape[0])  # every kind: thickness follows the channels
             it.h, it.d = spatial_cm(shape[1], biggest, top), spatial_cm(shape[2], biggest, top)
         else:
-            it.w, it.h, it.d = 0.35, features_cm(shape[0], top), 0.35
+            it.w, it.h, it.d = MIN_WIDTH, features_cm(shape[0], top), 0.35
 
 
 def _attach(g, data, order, items) -> None:
@@ -165,6 +190,7 @@ def _attach(g, data, order, items) -> None:
             and src.col == it.col - 1
             and data.out_degree(src.node) == 1
             and src.style not in ("input", "flatten")
+            and node["shape"][1:] == g.nodes[src.node]["shape"][1:]  # touching boxes are of one size
         ):
             src_kind = g.nodes[src.node]["kind"]
             it.attached = kind in ATTACHED or (
@@ -174,6 +200,7 @@ def _attach(g, data, order, items) -> None:
                 and src_kind in ("conv", "activation", *norms.BY_KIND)
             )
         head[n] = head[src.node] if it.attached else kind
+        it.block = items[src.node].block if it.attached else n
         closed[n] = kind in ("maxpool", "avgpool", "dropout") or (it.attached and closed[src.node])
 
 

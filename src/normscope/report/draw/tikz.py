@@ -21,6 +21,7 @@ from normscope import norms
 from normscope.errors import NormscopeError
 from normscope.report.draw.boxes import ZX, ZY, Layout
 from normscope.report.draw.layout import STYLE_NAMES
+from normscope.report.draw.palette import tex_colours
 
 TEMPLATES = files("normscope") / "templates" / "plotneuralnet"
 TEX_PACKAGES = "texlive-latex-base texlive-pictures texlive-latex-extra poppler-utils"
@@ -147,6 +148,28 @@ def _times(shape) -> Raw:
     return Raw(r"$\times$".join(str(v) for v in shape))
 
 
+def _entry(style: str, text, swatch: str = "box") -> dict:
+    return {"style": style, "text": text, "swatch": swatch, "newline": False}
+
+
+def _legend(lay: Layout) -> list[dict]:
+    """Legend entries: the styles used, frozen layers and repeats, then one per reused normalization."""
+    entries = [_entry(style, STYLE_NAMES[style], "band" if style == "convact" else "box") for style in lay.styles]
+    if lay.frozen:
+        entries.append(_entry("frozen", "frozen (not trained)", "frozen"))
+    if lay.marks:
+        entries.append(_entry("repeat", Raw(r"$\times N$: a block repeated N times, drawn once"), "repeat"))
+    if lay.taps and entries:
+        entries[-1]["newline"] = True
+    for style in lay.tap_styles:
+        norm = norms.NORMS[style]
+        stats = ", ".join(f"${s.tex}$" for s in norm.stats) + " (" + ", ".join(s.what for s in norm.stats) + ")"
+        entries.append(_entry(style, Raw(rf"{norm.display} statistics {stats} to the classifier"), "arrow"))
+    if lay.reuse_size:
+        entries[-1]["text"] = Raw(entries[-1]["text"] + rf"\quad classifier input: {lay.reuse_size}")
+    return entries
+
+
 def render_tex(
     lay: Layout,
     *,
@@ -181,37 +204,16 @@ def render_tex(
         {
             "style": t.style,
             "source": t.source,
-            "x0": t.start[0],
-            "y0": t.start[1],
-            "lane": t.lane,
-            "x1": t.drop_x,
-            "y1": t.end_y,
-            "label": Raw(rf"{_symbols(t.style)}\,{{\footnotesize({t.size})}}"),
+            "path": t.path,
+            "x": t.label_at[0],
+            "y": t.label_at[1],
+            "label": Raw(rf"{_symbols(t.style)}\,({t.size})"),
         }
         for t in lay.taps
     ]
+    marks = [{"x0": m.x0, "x1": m.x1, "y": m.y, "text": Raw(rf"$\times$\,{m.times}")} for m in lay.marks]
     arrows = [("nsarrow", p) for p in lay.arrows] + [("nsskip", p) for p in lay.skips]
-    entries = []
-    for style in lay.styles:
-        entries.append(
-            {"style": style, "text": STYLE_NAMES[style], "band": style == "convact", "arrow": False, "newline": False}
-        )
-    if lay.taps and entries:
-        entries[-1]["newline"] = True
-    for style in lay.tap_styles:
-        norm = norms.NORMS[style]
-        stats = ", ".join(f"${s.tex}$" for s in norm.stats) + " (" + ", ".join(s.what for s in norm.stats) + ")"
-        entries.append(
-            {
-                "style": style,
-                "band": False,
-                "arrow": True,
-                "newline": False,
-                "text": Raw(rf"{norm.display} statistics {stats} to the classifier"),
-            }
-        )
-    if lay.reuse_size:
-        entries[-1]["text"] = Raw(entries[-1]["text"] + rf"\quad classifier input: {lay.reuse_size}")
+    entries = _legend(lay)
     return ENV.get_template(template).render(
         name=lay.name,
         source=source,
@@ -219,12 +221,13 @@ def render_tex(
         items=items,
         arrows=arrows,
         taps=taps,
+        marks=marks,
         legend=entries if legend else None,
         title=title,
         scale=scale,
         zx=ZX * scale,
         zy=ZY * scale,
-        norm_colours=[(n.short, ",".join(map(str, n.style.rgb))) for n in norms.NORMS.values()],
+        colours=tex_colours(),
     )
 
 
