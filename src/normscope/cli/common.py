@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 
 import typer
 import yaml
@@ -17,6 +18,17 @@ from normscope.errors import NormscopeError
 # a pipe or a log file gets wide tables rather than rich's 80-column default
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """normscope's own warnings (a guessed image layout) as one `warning:` line; others as Python shows them."""
+    if category.__module__.startswith("normscope."):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
 
 
 def fail(message: str, code: int = 2):
