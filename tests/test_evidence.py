@@ -155,9 +155,11 @@ def test_too_few_seeds_and_degenerate_differences():
     )
     assert verdict({**two, "metric": "auc", "p_holm": None}) == "too few paired seeds"
     same = paired_test({s: 0.5 for s in range(3)}, {s: 0.5 for s in range(3)})
-    assert same["p_value"] == 1.0 and same["effect_size"] is None and same["ci_low"] == same["ci_high"] == 0
+    assert same["p_value"] is None and same["effect_size"] is None and same["ci_low"] == same["ci_high"] == 0
+    assert verdict({**same, "metric": "auc", "p_holm": None}) == "identical in every seed"
     shifted = paired_test({s: 0.5 for s in range(3)}, {s: 0.75 for s in range(3)})
-    assert shifted["p_value"] == 0.0 and shifted["difference"] == 0.25
+    assert shifted["p_value"] is None and shifted["difference"] == 0.25
+    assert verdict({**shifted, "metric": "auc", "p_holm": None}) == "constant difference, test undefined"
 
 
 def fake_run(root, family, variant, seed, accuracy, auc, stats_share=None, sha="a" * 64, loss=1.0):

@@ -56,6 +56,31 @@ def jsonable(obj):
     return obj
 
 
+MAX_JSON_DEPTH = 64  # far deeper than any file normscope writes; json.loads recurses per level
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings not counted)."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads_json(text: str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of a text that nests at most ``limit`` levels; ValueError otherwise
+    (json.loads itself would recurse until a RecursionError)."""
+    if json_depth(text) > limit:
+        raise ValueError(f"it nests deeper than {limit} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:  # pragma: no cover - the scan above comes first
+        raise ValueError(f"it nests deeper than {limit} levels") from None
+
+
 def write_json(path, obj: Any) -> Path:
     return atomic_write(path, json.dumps(jsonable(obj), indent=2) + "\n")
 

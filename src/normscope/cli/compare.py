@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from rich.markup import escape
+
 from normscope.cli.common import console, user_errors
 from normscope.errors import NormscopeError
 
@@ -29,6 +31,7 @@ def compare(
         FILES,
         STUDY,
         collect,
+        linked_runs,
         paired_markdown,
         reliance_markdown,
         table_markdown,
@@ -43,6 +46,12 @@ def compare(
     if out is not None:
         check_out_dir(out)  # a file, or not writable: refused before the runs are read
     rows = collect(paths)
+    for link, target in linked_runs(paths):
+        console.print(
+            f"[yellow]note:[/] {escape(str(link))} is a symbolic link to {escape(str(target))}: left out",
+            highlight=False,
+            soft_wrap=True,
+        )
     for run_dir, status in unfinished(paths):
         console.print(f"[yellow]note:[/] {run_dir.name} is {status}: left out", highlight=False, soft_wrap=True)
     if reference == "thesis" and not comparable(rows):

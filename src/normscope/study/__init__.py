@@ -20,7 +20,7 @@ display of the runs), `compare` (collect, aggregate, provenance checks), `stats`
 written comparison), `thesis` (the thesis' reference numbers).
 """
 
-from normscope.study.compare import METRICS, aggregate, collect, description_warnings, unfinished
+from normscope.study.compare import METRICS, aggregate, collect, description_warnings, linked_runs, unfinished
 from normscope.study.execute import ENGINES, run_local, run_study
 from normscope.study.formats import LABELS
 from normscope.study.latex import paired_latex, table_latex
@@ -56,6 +56,7 @@ __all__ = [
     "claims",
     "collect",
     "unfinished",
+    "linked_runs",
     "description_warnings",
     "holm",
     "make_jobs",

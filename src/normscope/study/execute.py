@@ -23,7 +23,7 @@ from pathlib import Path
 
 from normscope.data import load_dataset
 from normscope.spec import load_spec
-from normscope.study.compare import collect
+from normscope.study.compare import collect, linked_runs
 from normscope.study.plan import (
     RUNS,
     STUDY,
@@ -114,6 +114,8 @@ def _prepare(description, variants, seeds, data, data_dir, out, settings: dict):
     study_dir = (Path(out) / runs.safe_name(spec.family, data)).resolve()
     plan = make_plan(description, spec.family, data, variants, seeds, settings)
     check_protocol(study_dir, plan)
+    for link, target in linked_runs([study_dir]):  # a study writes only its own run directories
+        raise StudyError(f"{link} is a symbolic link to {target}: a study never writes through one; remove it")
     return spec, plan, study_dir
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from normscope.data.batches import Splits, prepare_data
-from normscope.fileio import write_json
+from normscope.fileio import loads_json, write_json
 from normscope.train.errors import RunError
 from normscope.train.settings import FieldReads, TrainSettings
 
@@ -70,13 +70,15 @@ def read_object(path: Path, advice: str) -> dict:
     (what to do) when it is not one."""
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f)
+            value = loads_json(f.read())
     except json.JSONDecodeError as exc:
         raise RunError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); {advice}"
         ) from None
     except UnicodeDecodeError:
         raise RunError(f"{path}: not valid JSON (not UTF-8 text); {advice}") from None
+    except ValueError as exc:  # nested too deep
+        raise RunError(f"{path}: not a file normscope wrote: {exc}; {advice}") from None
     if not isinstance(value, dict):
         raise RunError(f"{path}: not a JSON object; {advice}")
     return value
