@@ -85,6 +85,17 @@ def write_json(path, obj: Any) -> Path:
     return atomic_write(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
+# control characters (ESC starts terminal commands, CR overwrites a line) and the invisible
+# direction marks that reorder what a terminal shows (U+202A-U+202E, U+2066-U+2069, ...)
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text) -> str:
+    """``text`` with its control and bidirectional-override characters written out as
+    Python escapes (ESC -> \\x1b, U+202E -> \\u202e); newlines and tabs kept."""
+    return _INVISIBLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
 def safe_component(text: str, sep: str = "_", limit: int = 80) -> str:
     """`text` as one safe, bounded file-name component: letters, digits, '_', '.', '-'
     only (anything else becomes `sep`), no leading dot, at most `limit` characters; a

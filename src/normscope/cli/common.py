@@ -11,13 +11,31 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 
 from normscope import norms
 from normscope.errors import NormscopeError
+from normscope.fileio import visible
+
+class VisibleConsole(Console):
+    """A rich Console that writes control and bidirectional-override characters of the text
+    it prints as escapes (fileio.visible): a name holding ESC [2J shows as \\x1b[2J instead of
+    clearing the terminal. Rich's own styling and cursor codes are left as they are."""
+
+    def _render_buffer(self, buffer):
+        return super()._render_buffer(
+            segment if segment.control else Segment(visible(segment.text), segment.style) for segment in buffer
+        )
+
 
 # a pipe or a log file gets wide tables rather than rich's 80-column default
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console = VisibleConsole(width=None if sys.stdout.isatty() else 140)
+err_console = VisibleConsole(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def echo(text: str) -> None:
+    """typer.echo of text that may hold names from files, its control characters made visible."""
+    typer.echo(visible(text))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -9,7 +9,7 @@ import typer
 
 from rich.markup import escape
 
-from normscope.cli.common import console, user_errors
+from normscope.cli.common import console, echo, user_errors
 from normscope.errors import NormscopeError
 
 
@@ -66,11 +66,11 @@ def compare(
     summary = write_comparison(rows, out, reference)
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
-    typer.echo(table_markdown(summary["aggregate"], reference))
-    typer.echo(paired_markdown(summary["claims"], reference))
+    echo(table_markdown(summary["aggregate"], reference))
+    echo(paired_markdown(summary["claims"], reference))
     if summary["stats_share"]:
-        typer.echo(reliance_markdown(summary["stats_share"]))
-    typer.echo(f"wrote {', '.join(str(Path(out) / f) for f in FILES)}")
+        echo(reliance_markdown(summary["stats_share"]))
+    echo(f"wrote {', '.join(str(Path(out) / f) for f in FILES)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import console, fail, user_errors
+from normscope.cli.common import console, echo, fail, user_errors
 from normscope.cli.static import print_description_diagnostics
 
 VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated list of: " + ", ".join(
@@ -86,8 +86,8 @@ def study(
         console=console,
     )
     lost = _print_runs(study_dir)
-    typer.echo((study_dir / "table.md").read_text())
-    typer.echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
+    echo((study_dir / "table.md").read_text())
+    echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
     if lost:
         fail(f"{lost} run(s) did not finish (see the table above); run the same command again to continue them", 1)
 

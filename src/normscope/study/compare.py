@@ -13,6 +13,7 @@ import pandas as pd
 
 from normscope import norms
 from normscope.analysis import ATTRIBUTION_JSON
+from normscope.fileio import visible
 from normscope.spec.provenance import tool_provenance
 from normscope.study.plan import RUNS, STUDY, StudyError
 from normscope.train import runs
@@ -117,7 +118,7 @@ def _row(d: Path, res: dict) -> dict:
         raise StudyError(f"{d / runs.CONFIG}: 'family' must be a string, got {cfg['family']!r}")
     row = {
         "run": str(d),
-        "family": cfg.get("family", res.get("name")),
+        "family": visible(cfg.get("family", res.get("name"))),  # names reach tables and terminals
         "variant": res.get("variant"),
         "seed": res.get("seed"),
         "data": res.get("data"),

@@ -10,6 +10,7 @@ import networkx as nx
 
 from normscope import norms
 from normscope.errors import NormscopeError
+from normscope.fileio import visible
 from normscope.report.draw.layout import label_of, style_of
 from normscope.report.draw.tikz import ToolMissing
 
@@ -68,7 +69,7 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
             "fontname": "Helvetica",
             "nodesep": "0.25",
             "ranksep": "0.35",
-            **({"label": graphviz.escape(title), "labelloc": "t"} if title else {}),
+            **({"label": graphviz.escape(visible(title)), "labelloc": "t"} if title else {}),
         },
         node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled", "penwidth": "0.8"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"},
@@ -82,14 +83,14 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
         attrs = {
             "shape": SHAPES.get(style, "box"),
             "fillcolor": COLOURS.get(style, "white"),
-            "label": graphviz.escape(label) + r"\n" + _fmt(node["shape"]),
-            "tooltip": graphviz.escape(f"{name} ({node['kind']})"),
+            "label": graphviz.escape(visible(label)) + r"\n" + _fmt(node["shape"]),
+            "tooltip": graphviz.escape(visible(f"{name} ({node['kind']})")),
         }
         if style in DARK:
             attrs["fontcolor"] = "white"
         if style == "dropout":
             attrs["style"] = "filled,dashed"
-        dot.node(name, **attrs)
+        dot.node(visible(name), **attrs)  # XML 1.0 (the SVG) allows no control characters
     for u, v, kind in g.edges(data="kind"):
         if kind == "tap":
             norm = norms.BY_KIND[g.nodes[u]["kind"]]
@@ -97,8 +98,8 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
             size = sum(grp.size for grp in g.graph["classifier"].of_layer(u))
             colour = norm.style.hex
             dot.edge(
-                u,
-                v,
+                visible(u),
+                visible(v),
                 label=f"{stats} ({size})",
                 color=colour,
                 fontcolor=colour,
@@ -109,7 +110,7 @@ def to_dot(g: nx.DiGraph, abbreviations: bool = False, title: str | None = None)
                 _attributes={"class": "reuse"},
             )
         else:
-            dot.edge(u, v)
+            dot.edge(visible(u), visible(v))
     return dot
 
 
