@@ -17,6 +17,7 @@ from normscope import norms
 from normscope.errors import NormscopeError
 from normscope.fileio import visible
 
+
 class VisibleConsole(Console):
     """A rich Console that writes control and bidirectional-override characters of the text
     it prints as escapes (fileio.visible): a name holding ESC [2J shows as \\x1b[2J instead of

@@ -343,7 +343,9 @@ def _cifar_split(d: dict[str, Any], where: str, label_key: str, most: int) -> tu
             f"{where}: 'data' must be an N x 3072 uint8 array (channel-planar 32x32x3), got {data.dtype} {data.shape}."
         )
     if len(data) > most:
-        raise DataError(f"{where}: {len(data):,} images; CIFAR-100's has at most {most:,}. The file is not CIFAR-100's.")
+        raise DataError(
+            f"{where}: {len(data):,} images; CIFAR-100's has at most {most:,}. The file is not CIFAR-100's."
+        )
     labels = _labels(d[label_key], where, label_key)
     if len(labels) != len(data):
         raise DataError(f"{where}: {len(data)} images but {len(labels)} {label_key}; the file is corrupt.")

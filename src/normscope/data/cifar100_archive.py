@@ -236,7 +236,5 @@ def read_cifar_tarball(tarball: Path) -> dict[str, dict[str, Any]]:
         ) from exc
     missing = [part for part in CIFAR100_PARTS if part not in out]
     if missing:
-        raise DataError(
-            f"{tarball} has no {CIFAR100_DIRNAME}/{missing[0]}. Download the official archive again."
-        )
+        raise DataError(f"{tarball} has no {CIFAR100_DIRNAME}/{missing[0]}. Download the official archive again.")
     return out

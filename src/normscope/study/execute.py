@@ -19,11 +19,13 @@ import os
 import queue as queue_module
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 from normscope.data import load_dataset
 from normscope.spec import load_spec
 from normscope.study.compare import collect, linked_runs
+from normscope.study.orphans import die_with_parent, stop_workers
 from normscope.study.plan import (
     RUNS,
     STUDY,
@@ -53,8 +55,12 @@ def _failed(job: dict, exc: BaseException) -> dict:
 
 
 def _pool_task(job: dict, events) -> dict:
-    """A local worker process: the run, reporting to the driver through a managed queue."""
-    return run_reporting(job, events.put)
+    """A local worker process: the run, reporting to the driver through a managed queue. A
+    stop signal ends the process once the run has recorded `interrupted`."""
+    try:
+        return run_reporting(job, events.put)
+    except KeyboardInterrupt:
+        os._exit(130)
 
 
 def _drain_queue(events, board: Board) -> None:
@@ -85,17 +91,25 @@ def run_local(todo: list[dict], parallel: int = 1, board: Board | None = None) -
         return results
     # spawn: forked workers would inherit this process' torch threads and CUDA state
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
+    orphans = {"initializer": die_with_parent, "initargs": (os.getpid(),)}  # workers die with this process
+    manager = SyncManager(ctx=ctx)
+    manager.start(**orphans)
+    with manager, ProcessPoolExecutor(max_workers=parallel, mp_context=ctx, **orphans) as pool:
         events = manager.Queue()
         futures = {pool.submit(_pool_task, job, events): job for job in todo}
         pending = set(futures)
-        while pending:
-            ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            _drain_queue(events, board)
-            for fut in ready:
-                exc = fut.exception()
-                done(futures[fut], _failed(futures[fut], exc) if exc else fut.result())
-            board.refresh()
+        try:
+            while pending:
+                ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                _drain_queue(events, board)
+                for fut in ready:
+                    exc = fut.exception()
+                    done(futures[fut], _failed(futures[fut], exc) if exc else fut.result())
+                board.refresh()
+        except BaseException:  # Ctrl-C, SIGTERM: the running runs record `interrupted`, then end
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_workers(list(getattr(pool, "_processes", {}).values()))
+            raise
     return results
 
 
@@ -203,10 +217,15 @@ def run_study(
         start = time.time()
         board = Board([Path(j["run_dir"]).name for j in todo], epochs or spec.train.get("epochs"), log, console)
         with board:
-            if engine == "ray" and todo:
-                run_ray(todo, study_dir, ray or RayOptions(), device, board)
-            elif todo:
-                run_local(todo, parallel, board)
+            try:
+                if engine == "ray" and todo:
+                    run_ray(todo, study_dir, ray or RayOptions(), device, board)
+                elif todo:
+                    run_local(todo, parallel, board)
+            except KeyboardInterrupt:  # study.json says which runs were interrupted
+                board.interrupted()
+                _record(plan, study_dir, board, time.time() - start)
+                raise
         _record(plan, study_dir, board, time.time() - start)
         write_comparison(collect([study_dir]), study_dir)
         return study_dir
