@@ -95,7 +95,7 @@ def _check_out(out: Path, source: Path) -> None:
             f"--out {out} would write over a file of the run {source}; write the features to an .npz "
             f"(e.g. --out {source / 'features.npz'})"
         )
-    check_out_dir(out.parent, "--out")
+    check_out_dir(out.parent, f"--out {out}: its directory")
 
 
 def register(app: typer.Typer) -> None:

@@ -205,7 +205,7 @@ def _check_tensor(key: str, value: torch.Tensor, where: str) -> None:
     if not value.is_floating_point():
         kind = "complex numbers" if value.is_complex() else "true/false values" if dtype == "bool" else "integers"
         raise WeightsError(f"{where}: tensor '{key}' is {dtype} ({kind}); weights are real floating-point numbers")
-    bad = int((~torch.isfinite(value)).sum())
+    bad = 0 if value.is_meta else int((~torch.isfinite(value)).sum())  # meta: shapes only, no values
     if bad:
         raise WeightsError(f"{where}: tensor '{key}' holds {bad:,} NaN or infinite values of {value.numel():,}")
 
