@@ -256,8 +256,8 @@ def test_compare_writes_paired_claims_and_warns_on_mixed_descriptions(tmp_path):
         and "- net in: seed 9 only in plain, left out\n" in paired_md
     )
     assert (
-        "| net | in | AUC | 4 | 0.800 ± 0.000 | 0.900 ± 0.000 | +0.1000 | [+0.1000, +0.1000] | — | 0 | — | 0 | "
-        "reuse helps |" in paired_md
+        "| net | in | AUC | 4 | 0.800 ± 0.000 | 0.900 ± 0.000 | +0.1000 | [+0.1000, +0.1000] | — | — | — | — | "
+        "constant difference, test undefined |" in paired_md
     )
     assert "| net_in_v2 | 4 | 0.350 | [0.145, 0.555] | in2: 0.263 |" in (out / "reliance.md").read_text()
 
@@ -292,7 +292,7 @@ def test_table_tex_compiles_in_a_document_with_booktabs_and_amsmath(tmp_path):
     assert "vgg16_bn_v2" in text and "thesis" in text and "53879.5 ± 0.0" in text  # the first columns
     paired = (tmp_path / "paired.tex").read_text()
     assert (
-        r"bn & AUC & 3 & $0.860 \pm 0.000$ & $0.730 \pm 0.000$ & $-0.1300$ & $[-0.1300, -0.1300]$ & --- & $0$" in paired
+        r"bn & AUC & 3 & $0.860 \pm 0.000$ & $0.730 \pm 0.000$ & $-0.1300$ & $[-0.1300, -0.1300]$ & --- & ---" in paired
     )
     assert paired.rstrip().endswith(
         r"$1.000$ & --- & $1.000$ & no evidence of a difference \\" + "\n\\bottomrule\n\\end{tabular}"
