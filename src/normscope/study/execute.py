@@ -107,8 +107,9 @@ def run_local(todo: list[dict], parallel: int = 1, board: Board | None = None) -
                     done(futures[fut], _failed(futures[fut], exc) if exc else fut.result())
                 board.refresh()
         except BaseException:  # Ctrl-C, SIGTERM: the running runs record `interrupted`, then end
+            workers = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            stop_workers(list(getattr(pool, "_processes", {}).values()))
+            stop_workers(workers)
             raise
     return results
 
