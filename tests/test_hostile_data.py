@@ -286,7 +286,10 @@ def test_cifar_pickle_building_an_array_by_its_constructor_is_refused(tmp_path):
     [
         ({"fine_labels": ["cat"] * 20}, ["'fine_labels' must hold integer labels 0..99, found str 'cat'"]),
         ({"fine_labels": [2**70] * 20}, ["'fine_labels' must hold integer labels 0..99, found int"]),
-        ({"data": np.zeros((20, 3072), np.float32)}, ["not a readable CIFAR pickle", "dtype 'f4' is not part of the CIFAR format"]),
+        (
+            {"data": np.zeros((20, 3072), np.float32)},
+            ["not a readable CIFAR pickle", "dtype 'f4' is not part of the CIFAR format"],
+        ),
         ({"data": np.zeros((50_001, 1), np.uint8)}, ["'data' must be an N x 3072 uint8 array"]),
     ],
     ids=["string-labels", "huge-labels", "float-data", "wrong-shape"],
@@ -328,7 +331,10 @@ def _first(value):
 
 
 WEIGHTS = {
-    "nan": (_first(lambda v: v.index_fill(0, torch.tensor([0]), float("nan"))), "holds 27 NaN or infinite values of 108"),
+    "nan": (
+        _first(lambda v: v.index_fill(0, torch.tensor([0]), float("nan"))),
+        "holds 27 NaN or infinite values of 108",
+    ),
     "inf": (_first(lambda v: v.masked_fill(v > 0, float("inf"))), "NaN or infinite values"),
     "complex": (_first(lambda v: v.to(torch.complex64)), "is complex64 (complex numbers); weights are real"),
     "bool": (_first(lambda v: v > 0), "is bool (true/false values); weights are real floating-point numbers"),

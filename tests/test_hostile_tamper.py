@@ -157,7 +157,7 @@ def test_a_difference_without_spread_gets_no_p_value(differences, verdict, tmp_p
     study = fake_study(tmp_path, differences)
     code, message = invoke(["compare", study])
     assert code == 0, message
-    assert f"| net | in | accuracy | 3 |" in message and verdict in message, message
+    assert "| net | in | accuracy | 3 |" in message and verdict in message, message
     assert "reuse helps" not in message.replace('"reuse helps" or', "")
     claims = json.loads((study / "comparison.json").read_text())["claims"]
     assert {(c["verdict"], c["p_value"], c["p_holm"]) for c in claims if c["metric"] == "accuracy"} == {
@@ -316,12 +316,11 @@ def _children(pid: int) -> set[int]:
 
 def _start_study(tmp_path: Path) -> tuple[subprocess.Popen, list[Path]]:
     """The study of two runs on two workers, once both train (their results.json say running)."""
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # no pipes: an orphaned worker holding one would hang the test, not fail it
         [sys.executable, "-m", "normscope", *STUDY, "--out", str(tmp_path)],
         env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "stderr.txt", "w"),
     )
     study = tmp_path / "perceptnet-synthetic-train-64-test-16-size-16"
     run_dirs = [study / "runs" / name for name in ("perceptnet_in-s0", "perceptnet_in_v2-s0")]
@@ -329,7 +328,7 @@ def _start_study(tmp_path: Path) -> tuple[subprocess.Popen, list[Path]]:
     while not all((r / "results.json").is_file() and runs.effective_status(r) == "running" for r in run_dirs):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError(proc.communicate()[1])
+            raise AssertionError((tmp_path / "stderr.txt").read_text())
         time.sleep(0.1)
     return proc, run_dirs
 
@@ -352,7 +351,7 @@ def test_sigkill_to_a_parallel_study_leaves_no_worker_running(tmp_path):
     try:
         assert len(workers) >= 3, workers  # the manager and two pool workers
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
         left = _all_gone(workers, 10)
     finally:
         for pid in _children(proc.pid) | workers:
@@ -368,16 +367,17 @@ def test_sigterm_to_a_parallel_study_records_interrupted_and_names_the_command(t
     workers = _children(proc.pid)
     try:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+    stderr = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 130, stderr
     message = " ".join(stderr.split())
     assert "Traceback" not in stderr
-    assert message == "error: interrupted; continue with: normscope " + " ".join(
-        [*STUDY, "--out", str(tmp_path)]
-    ), message
+    assert message == "error: interrupted; continue with: normscope " + " ".join([*STUDY, "--out", str(tmp_path)]), (
+        message
+    )
     assert _all_gone(workers, 10) == set()
     study = json.loads((run_dirs[0].parent.parent / "study.json").read_text())
     assert [(r["variant"], r["result"]) for r in study["runs"]] == [("in", "interrupted"), ("in_v2", "interrupted")]
