@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 import warnings
 
@@ -78,6 +79,24 @@ def user_errors(fn):
             _fail_or_raise(f"{exc.strerror or exc}{where}", 1)
         except MemoryError:
             _fail_or_raise("out of memory", 1)
+
+    return wrapper
+
+
+def resumable(fn):
+    """For a command that continues where it stopped when run again (`study`): SIGTERM stops
+    it as Ctrl-C does (a KeyboardInterrupt, so what it runs records `interrupted`), and the
+    message names the command that continues it: this very command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from normscope.train.errors import interrupt_signals  # torch: only commands that train
+
+        try:
+            with interrupt_signals():
+                return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            _fail_or_raise("interrupted; continue with: normscope " + shlex.join(sys.argv[1:]), 130)
 
     return wrapper
 

@@ -6,8 +6,6 @@ Engines: `--engine local` (default; `--parallel N` processes) and `--engine ray`
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +13,7 @@ import typer
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import console, echo, fail, user_errors
+from normscope.cli.common import console, echo, fail, resumable, user_errors
 from normscope.cli.static import print_description_diagnostics
 
 VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated list of: " + ", ".join(
@@ -24,6 +22,7 @@ VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated 
 
 
 @user_errors
+@resumable
 def study(
     file: Path = typer.Argument(..., help="model description (.yml); its variants are trained"),
     variants: str = typer.Option("all", "--variants", help=VARIANTS_HELP),
@@ -60,38 +59,33 @@ def study(
 ):
     """Train every variant × seed (resuming an interrupted study), attribute, compare."""
     from normscope.study import run_study  # torch: only this command imports it
-    from normscope.train.errors import interrupt_signals
 
     if gpu:
         device = "cuda"
     ray = _ray_options(engine, parallel, address, cpus_per_run, gpus_per_run, retries, shared_fs)
     print_description_diagnostics(file, variants=variants)
-    try:
-        with interrupt_signals():  # SIGTERM as Ctrl-C: study.json records the interrupted runs
-            study_dir = run_study(
-                file,
-                variants=variants,
-                seeds=seeds,
-                data=data,
-                data_dir=data_dir,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                subset=subset,
-                test_subset=test_subset,
-                parallel=parallel,
-                out=out,
-                device=device,
-                attribute=attribute,
-                attribute_samples=samples,
-                engine=engine,
-                threads=None if cpus_per_run is None else max(1, int(cpus_per_run)),
-                ray=ray,
-                log=lambda line: console.print(line, soft_wrap=True, highlight=False),  # a line per event
-                console=console,
-            )
-    except KeyboardInterrupt:
-        fail("interrupted; continue with: normscope " + shlex.join(sys.argv[1:]), 130)
+    study_dir = run_study(
+        file,
+        variants=variants,
+        seeds=seeds,
+        data=data,
+        data_dir=data_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        subset=subset,
+        test_subset=test_subset,
+        parallel=parallel,
+        out=out,
+        device=device,
+        attribute=attribute,
+        attribute_samples=samples,
+        engine=engine,
+        threads=None if cpus_per_run is None else max(1, int(cpus_per_run)),
+        ray=ray,
+        log=lambda line: console.print(line, soft_wrap=True, highlight=False),  # a line per event, never wrapped
+        console=console,
+    )
     lost = _print_runs(study_dir)
     echo((study_dir / "table.md").read_text())
     echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
