@@ -216,6 +216,17 @@ def test_json_nested_100000_deep_is_refused_by_the_run_commands(command, tiny_ru
     assert tree_hash(run) == before
 
 
+@pytest.mark.parametrize("test", [[0.5], {"accuracy": "high", "auc": float("inf")}], ids=["a-list", "not-numbers"])
+def test_eval_leaves_out_a_tampered_recorded_metric(test, tiny_run, tmp_path):
+    """eval shows results.json's numbers beside the ones it measures: anything else is left out."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    res = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**res, "test": test}))
+    code, message = invoke(["eval", run])
+    assert code == 0, message
+    assert "accuracy" in message and "results.json" not in message and "high" not in message, message
+
+
 def test_study_json_nested_100000_deep_is_refused(tmp_path):
     study_dir = tmp_path / runs.safe_name("perceptnet", DATA)
     study_dir.mkdir()

@@ -31,6 +31,7 @@ trainer saw them (before augmentation).
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -104,6 +105,7 @@ __all__ = [
     "repair_best",
     "write_json",
     "read_json",
+    "recorded_metrics",
     "write_text",
     "environment",
     "write_history",
@@ -126,6 +128,19 @@ def write_text(path: Path, text: str) -> None:
 def read_json(path: Path) -> dict:
     """A JSON object of a run directory; RunError naming the file and what to do when it is damaged."""
     return read_object(Path(path), advice(path))
+
+
+def recorded_metrics(path: Path, split: str) -> dict[str, float]:
+    """The metrics results.json records for ``split``: its finite numbers only (a tampered
+    entry of another type is left out, not printed)."""
+    found = read_json(path).get(split)
+    if not isinstance(found, dict):
+        return {}
+    return {
+        k: float(v)
+        for k, v in found.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 # --------------------------------------------------------------------------- #
