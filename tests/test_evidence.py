@@ -155,9 +155,11 @@ def test_too_few_seeds_and_degenerate_differences():
     )
     assert verdict({**two, "metric": "auc", "p_holm": None}) == "too few paired seeds"
     same = paired_test({s: 0.5 for s in range(3)}, {s: 0.5 for s in range(3)})
-    assert same["p_value"] == 1.0 and same["effect_size"] is None and same["ci_low"] == same["ci_high"] == 0
+    assert same["p_value"] is None and same["effect_size"] is None and same["ci_low"] == same["ci_high"] == 0
+    assert verdict({**same, "metric": "auc", "p_holm": None}) == "identical in every seed"
     shifted = paired_test({s: 0.5 for s in range(3)}, {s: 0.75 for s in range(3)})
-    assert shifted["p_value"] == 0.0 and shifted["difference"] == 0.25
+    assert shifted["p_value"] is None and shifted["difference"] == 0.25
+    assert verdict({**shifted, "metric": "auc", "p_holm": None}) == "constant difference, test undefined"
 
 
 def fake_run(root, family, variant, seed, accuracy, auc, stats_share=None, sha="a" * 64, loss=1.0):
@@ -207,7 +209,7 @@ def test_claims_holm_and_verdicts(tmp_path):
     assert by["in"]["p_holm"] < 0.05 < by["gdn"]["p_holm"]
     # the loss: lower is better
     loss = claims(collect([tmp_path]), metrics=("loss",))
-    assert {c["verdict"] for c in loss} == {"no evidence of a difference"}  # all 1.0: differences of 0
+    assert {c["verdict"] for c in loss} == {"identical in every seed"}  # all 1.0: differences of 0, no test
 
 
 def test_stats_share_mean_and_interval(tmp_path):
@@ -254,8 +256,8 @@ def test_compare_writes_paired_claims_and_warns_on_mixed_descriptions(tmp_path):
         and "- net in: seed 9 only in plain, left out\n" in paired_md
     )
     assert (
-        "| net | in | AUC | 4 | 0.800 ± 0.000 | 0.900 ± 0.000 | +0.1000 | [+0.1000, +0.1000] | — | 0 | — | 0 | "
-        "reuse helps |" in paired_md
+        "| net | in | AUC | 4 | 0.800 ± 0.000 | 0.900 ± 0.000 | +0.1000 | [+0.1000, +0.1000] | — | — | — | — | "
+        "constant difference, test undefined |" in paired_md
     )
     assert "| net_in_v2 | 4 | 0.350 | [0.145, 0.555] | in2: 0.263 |" in (out / "reliance.md").read_text()
 
@@ -290,7 +292,7 @@ def test_table_tex_compiles_in_a_document_with_booktabs_and_amsmath(tmp_path):
     assert "vgg16_bn_v2" in text and "thesis" in text and "53879.5 ± 0.0" in text  # the first columns
     paired = (tmp_path / "paired.tex").read_text()
     assert (
-        r"bn & AUC & 3 & $0.860 \pm 0.000$ & $0.730 \pm 0.000$ & $-0.1300$ & $[-0.1300, -0.1300]$ & --- & $0$" in paired
+        r"bn & AUC & 3 & $0.860 \pm 0.000$ & $0.730 \pm 0.000$ & $-0.1300$ & $[-0.1300, -0.1300]$ & --- & ---" in paired
     )
     assert paired.rstrip().endswith(
         r"$1.000$ & --- & $1.000$ & no evidence of a difference \\" + "\n\\bottomrule\n\\end{tabular}"

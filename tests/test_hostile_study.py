@@ -63,11 +63,11 @@ def finished_study(tmp_path_factory):
 @pytest.mark.parametrize(
     "args,words",
     [
-        (["--epochs", "0"], ["--epochs must be at least 1, got 0"]),
-        (["--epochs", "-1"], ["--epochs must be at least 1, got -1"]),
-        (["--subset", "0"], ["--subset must be at least 1, got 0"]),
+        (["--epochs", "0"], ["--epochs must be >= 1, got 0"]),
+        (["--epochs", "-1"], ["--epochs must be >= 1, got -1"]),
+        (["--subset", "0"], ["--subset must be >= 2, got 0"]),
         (["--test-subset", "0"], ["--test-subset must be at least 1, got 0"]),
-        (["--lr", "nan"], ["--lr must be a positive number, got nan"]),
+        (["--lr", "nan"], ["--lr must be a finite number, got nan"]),
         (["--samples", "-5"], ["--samples must be at least 0, got -5"]),
         (["--epochs", "2"], ["holds a study with epochs=1, not 2"]),
     ],
@@ -83,7 +83,7 @@ def test_refused_study_leaves_the_directory_byte_identical(finished_study, args,
 
 def test_bad_settings_write_nothing(tmp_path):
     out = cli([*BASE, "--epochs", "0", "--out", str(tmp_path / "studies")], tmp_path)
-    assert_refused(out, "--epochs must be at least 1")
+    assert_refused(out, "--epochs must be >= 1")
     assert not (tmp_path / "studies").exists()
 
 

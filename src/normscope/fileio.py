@@ -56,8 +56,44 @@ def jsonable(obj):
     return obj
 
 
+MAX_JSON_DEPTH = 64  # far deeper than any file normscope writes; json.loads recurses per level
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings not counted)."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads_json(text: str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of a text that nests at most ``limit`` levels; ValueError otherwise
+    (json.loads itself would recurse until a RecursionError)."""
+    if json_depth(text) > limit:
+        raise ValueError(f"it nests deeper than {limit} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:  # pragma: no cover - the scan above comes first
+        raise ValueError(f"it nests deeper than {limit} levels") from None
+
+
 def write_json(path, obj: Any) -> Path:
     return atomic_write(path, json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+# control characters (ESC starts terminal commands, CR overwrites a line) and the invisible
+# direction marks that reorder what a terminal shows (U+202A-U+202E, U+2066-U+2069, ...)
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text) -> str:
+    """``text`` with its control and bidirectional-override characters written out as
+    Python escapes (ESC -> \\x1b, U+202E -> \\u202e); newlines and tabs kept."""
+    return _INVISIBLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
 
 
 def safe_component(text: str, sep: str = "_", limit: int = 80) -> str:

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
+import warnings
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 
 from normscope import norms
 from normscope.errors import NormscopeError
+from normscope.fileio import visible
+
+
+class VisibleConsole(Console):
+    """A rich Console that writes control and bidirectional-override characters of the text
+    it prints as escapes (fileio.visible): a name holding ESC [2J shows as \\x1b[2J instead of
+    clearing the terminal. Rich's own styling and cursor codes are left as they are."""
+
+    def _render_buffer(self, buffer):
+        return super()._render_buffer(
+            segment if segment.control else Segment(visible(segment.text), segment.style) for segment in buffer
+        )
 
 
 def _plain_flags() -> None:
@@ -32,8 +47,24 @@ def _plain_flags() -> None:
 _plain_flags()
 
 # a pipe or a log file gets wide tables rather than rich's 80-column default
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console = VisibleConsole(width=None if sys.stdout.isatty() else 140)
+err_console = VisibleConsole(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def echo(text: str) -> None:
+    """typer.echo of text that may hold names from files, its control characters made visible."""
+    typer.echo(visible(text))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """normscope's own warnings (a guessed image layout) as one `warning:` line; others as Python shows them."""
+    if category.__module__.startswith("normscope."):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
 
 
 def fail(message: str, code: int = 2):
@@ -64,6 +95,24 @@ def user_errors(fn):
             _fail_or_raise(f"{exc.strerror or exc}{where}", 1)
         except MemoryError:
             _fail_or_raise("out of memory", 1)
+
+    return wrapper
+
+
+def resumable(fn):
+    """For a command that continues where it stopped when run again (`study`): SIGTERM stops
+    it as Ctrl-C does (a KeyboardInterrupt, so what it runs records `interrupted`), and the
+    message names the command that continues it: this very command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from normscope.train.errors import interrupt_signals  # torch: only commands that train
+
+        try:
+            with interrupt_signals():
+                return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            _fail_or_raise("interrupted; continue with: normscope " + shlex.join(sys.argv[1:]), 130)
 
     return wrapper
 

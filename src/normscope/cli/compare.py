@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
-from normscope.cli.common import console, user_errors
+from normscope.cli.common import console, echo, user_errors
 from normscope.errors import NormscopeError
 
 
@@ -31,6 +32,7 @@ def compare(
         FILES,
         STUDY,
         collect,
+        linked_runs,
         paired_markdown,
         reliance_markdown,
         table_markdown,
@@ -44,6 +46,12 @@ def compare(
     if out is not None:
         check_out_dir(out)  # a file, or not writable: refused before the runs are read
     rows = collect(paths)
+    for link, target in linked_runs(paths):
+        console.print(
+            f"[yellow]note:[/] {escape(str(link))} is a symbolic link to {escape(str(target))}: left out",
+            highlight=False,
+            soft_wrap=True,
+        )
     for run_dir, status in unfinished(paths):
         console.print(f"[yellow]note:[/] {run_dir.name} is {status}: left out", highlight=False, soft_wrap=True)
     if reference == "thesis" and not comparable(rows):
@@ -58,13 +66,13 @@ def compare(
     summary = write_comparison(rows, out, reference)
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
-    typer.echo(table_markdown(summary["aggregate"], reference))
-    typer.echo(paired_markdown([c for c in summary["claims"] if c["contrast"] == "reuse"], reference))
+    echo(table_markdown(summary["aggregate"], reference))
+    echo(paired_markdown([c for c in summary["claims"] if c["contrast"] == "reuse"], reference))
     if summary["factors"]:
-        typer.echo((Path(out) / "factors.md").read_text(encoding="utf-8"))
+        echo((Path(out) / "factors.md").read_text(encoding="utf-8"))
     if summary["stats_share"]:
-        typer.echo(reliance_markdown(summary["stats_share"]))
-    typer.echo(f"wrote {', '.join(str(Path(out) / f) for f in FILES)}")
+        echo(reliance_markdown(summary["stats_share"]))
+    echo(f"wrote {', '.join(str(Path(out) / f) for f in FILES)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,7 @@ def features_cmd(
 
     if checkpoint not in ("best", "last"):
         raise NormscopeError(f"--checkpoint must be best or last, got {checkpoint!r}")
+    _check_out(out, source)
     wanted = tuple(s.strip() for s in splits.split(",") if s.strip())
     model_source = source
     if sets or norm_option:
@@ -85,6 +86,23 @@ def features_cmd(
     width = next(iter(found.x.values())).shape[1]
     counts = ", ".join(f"{split} {len(found.y[split]):,}" for split in found.x)
     console.print(f"wrote {path}: layer {layer}, {width:,} values per image; {counts}", highlight=False, soft_wrap=True)
+
+
+def _check_out(out: Path, source: Path) -> None:
+    """--out is a file that can be written and is none of the run's own: refused before any work."""
+    from normscope.train.runs import check_out_dir
+
+    out = out.expanduser()
+    if out.is_dir():
+        raise NormscopeError(f"--out {out} is a directory; give the .npz file to write, e.g. {out / 'features.npz'}")
+    run = source.expanduser().resolve()
+    inside = (run / "config.json").is_file() and run in out.resolve().parents
+    if inside and (out.suffix != ".npz" or out.name.startswith(".")):  # a run writes no .npz of its own
+        raise NormscopeError(
+            f"--out {out} would write over a file of the run {source}; write the features to an .npz "
+            f"(e.g. --out {source / 'features.npz'})"
+        )
+    check_out_dir(out.parent, f"--out {out}: its directory")
 
 
 def register(app: typer.Typer) -> None:

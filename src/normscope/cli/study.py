@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import NormOptionOpt, SetOpt, console, fail, user_errors, variant_of
+from normscope.cli.common import NormOptionOpt, SetOpt, console, echo, fail, resumable, user_errors, variant_of
 from normscope.cli.settings import setting_options
 from normscope.cli.static import print_description_diagnostics
 
@@ -24,6 +24,7 @@ VARIANTS_HELP = f"all (the thesis' {len(norms.VARIANTS)}), or a comma-separated 
 
 
 @user_errors
+@resumable
 @setting_options(study=True)
 def study(
     file: Path = typer.Argument(..., help="model description (.yml); its variants are trained"),
@@ -97,8 +98,8 @@ def study(
         console=console,
     )
     lost = _print_runs(study_dir)
-    typer.echo((study_dir / "table.md").read_text())
-    typer.echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
+    echo((study_dir / "table.md").read_text())
+    echo(f"study directory: {study_dir}  (normscope compare {study_dir})")
     if lost:
         fail(f"{lost} run(s) did not finish (see the table above); run the same command again to continue them", 1)
 

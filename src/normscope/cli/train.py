@@ -165,7 +165,7 @@ def eval_cmd(
     recorded = {}
     results_path = run_dir / runs.RESULTS
     if results_path.is_file():
-        recorded = (runs.read_json(results_path).get(split) or {}) if checkpoint == "best" else {}
+        recorded = runs.recorded_metrics(results_path, split) if checkpoint == "best" else {}
     which = "--weights" if weights is not None else f"{checkpoint} checkpoint"
     console.print(_eval_table(f"{run_dir} - {split} ({which})", scalars, recorded if weights is None else {}))
 

@@ -14,6 +14,7 @@ from normscope.data.cifar100_archive import (
     CIFAR100_DIRNAME,
     CIFAR100_PARTS,
     CIFAR100_TARBALL,
+    MAX_IMAGES,
     extract_cifar_tarball,
     is_cifar_dir,
     load_cifar_pickle,
@@ -264,8 +265,8 @@ def load_cifar100(data_dir: str | Path | None = None, label_mode: str = "fine") 
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     path, parts = _read_cifar_parts(root)
     label_key = f"{label_mode}_labels"
-    x_train, y_train = _cifar_split(parts["train"], f"{path}/train", label_key)
-    x_test, y_test = _cifar_split(parts["test"], f"{path}/test", label_key)
+    x_train, y_train = _cifar_split(parts["train"], f"{path}/train", label_key, MAX_IMAGES["train"])
+    x_test, y_test = _cifar_split(parts["test"], f"{path}/test", label_key, MAX_IMAGES["test"])
     names_key = f"{label_mode}_label_names"
     meta = parts["meta"]
     if names_key not in meta:
@@ -330,7 +331,7 @@ def _find_cifar(data_dir: Path) -> tuple[str, Path]:
     raise DataError(_cifar_missing_message(data_dir))
 
 
-def _cifar_split(d: dict[str, Any], where: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_split(d: dict[str, Any], where: str, label_key: str, most: int) -> tuple[np.ndarray, np.ndarray]:
     for key in ("data", label_key):
         if key not in d:
             raise DataError(
@@ -341,8 +342,26 @@ def _cifar_split(d: dict[str, Any], where: str, label_key: str) -> tuple[np.ndar
         raise DataError(
             f"{where}: 'data' must be an N x 3072 uint8 array (channel-planar 32x32x3), got {data.dtype} {data.shape}."
         )
-    labels = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
+    if len(data) > most:
+        raise DataError(
+            f"{where}: {len(data):,} images; CIFAR-100's has at most {most:,}. The file is not CIFAR-100's."
+        )
+    labels = _labels(d[label_key], where, label_key)
     if len(labels) != len(data):
         raise DataError(f"{where}: {len(data)} images but {len(labels)} {label_key}; the file is corrupt.")
     x = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return x, labels
+
+
+def _labels(values: Any, where: str, label_key: str) -> np.ndarray:
+    """A list of integers (or an integer array), as CIFAR stores labels; anything else refused."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
+        return values.astype(np.int64)
+    if not isinstance(values, list):
+        raise DataError(f"{where}: {label_key!r} must be a list of integers, got {type(values).__name__}.")
+    wrong = next((v for v in values if type(v) is not int or not 0 <= v < 1 << 31), None)
+    if wrong is not None:
+        raise DataError(
+            f"{where}: {label_key!r} must hold integer labels 0..99, found {type(wrong).__name__} {str(wrong)[:40]!r}."
+        )
+    return np.asarray(values, dtype=np.int64)

@@ -19,6 +19,11 @@ class DataError(NormscopeError):
     the CLI prints it without a traceback.)"""
 
 
+class DataWarning(UserWarning):
+    """Something about a data set the user should know (an image layout that had to be
+    guessed); the CLI prints it as one `warning:` line."""
+
+
 @dataclass
 class Dataset:
     """Images as uint8 NHWC arrays, labels as int64 vectors."""

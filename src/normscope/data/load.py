@@ -6,6 +6,7 @@ Specs::
     cifar100-coarse          CIFAR-100 with the 20 coarse (superclass) labels
     fashion-mnist            Fashion-MNIST IDX files (Debian: dataset-fashion-mnist)
     npz:PATH                 your own arrays x_train, y_train, x_test, y_test [, class_names]
+    npz:PATH,layout=nchw     the same, its 4-D images N x C x H x W (layout=nhwc: N x H x W x C)
     synthetic                generated, learnable: 32x32x3, 10 classes, 600 train / 200 test
     synthetic:N              the same with N training images (N // 3 test images)
     synthetic:k=v,...        keys train, test, classes, size, channels, noise
@@ -63,7 +64,8 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, seed: int = 0) -
     if key in ("fashion-mnist", "fashionmnist", "fmnist") and not sep:
         return load_fashion_mnist(data_dir)
     if key == "npz" and sep:
-        return load_npz(_npz_path(rest, data_dir))
+        rest, layout = _npz_layout(rest)
+        return load_npz(_npz_path(rest, data_dir), layout)
     if key == "synthetic":
         return make_synthetic(seed=seed, **_parse_synthetic_args(rest if sep else ""))
     raise DataError(_unknown_spec_message(spec))
@@ -77,6 +79,16 @@ def _npz_path(rest: str, data_dir: str | Path | None) -> Path:
         if alt.exists():
             path = alt
     return path
+
+
+def _npz_layout(rest: str) -> tuple[str, str | None]:
+    """``PATH,layout=X`` -> (PATH, X), the key=value convention of ``synthetic:``; a path
+    that itself ends so is taken whole when it exists."""
+    head, sep, tail = rest.rpartition(",")
+    key, eq, value = tail.partition("=")
+    if not sep or key.strip().lower() != "layout" or not eq or Path(rest).expanduser().exists():
+        return rest, None
+    return head, value.strip().lower()
 
 
 def _unknown_spec_message(spec: Any) -> str:

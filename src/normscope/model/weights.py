@@ -79,6 +79,7 @@ class WeightsReport:
     initialized: list[tuple[str, str]] = field(default_factory=list)
     unused: list[tuple[str, str]] = field(default_factory=list)
     values: int = 0  # numbers copied into the model
+    cast: list[str] = field(default_factory=list)  # dtypes other than float32, cast when loaded
 
     def to_dict(self) -> dict:
         return {
@@ -87,6 +88,7 @@ class WeightsReport:
             "loaded": [{"layer": a, "from": b} for a, b in self.loaded],
             "initialized": [{"layer": a, "why": b} for a, b in self.initialized],
             "unused": [{"module": a, "why": b} for a, b in self.unused],
+            "cast": self.cast,
         }
 
     def lines(self) -> list[str]:
@@ -94,6 +96,8 @@ class WeightsReport:
         for what, pairs in (("left at initialization", self.initialized), ("not used", self.unused)):
             for why, names in _by_reason(pairs).items():
                 out.append(f"  {what} ({why}): {_names(names)}")
+        if self.cast:
+            out.append(f"  note: {', '.join(self.cast)} tensors are cast to float32")
         return out
 
     def __str__(self) -> str:
@@ -182,11 +186,28 @@ def _as_state_dict(obj, where: str) -> dict[str, torch.Tensor]:
                     f"{where}: not a state dict: {key!r} holds a {type(value).__name__}, not a tensor "
                     "(a state dict maps parameter names to tensors)"
                 )
+            _check_tensor(key, value, where)
         return OrderedDict(obj)
     raise WeightsError(
         f"{where}: not a state dict: it holds a {type(obj).__name__} "
         "(a state dict maps parameter names to tensors: torch.save(model.state_dict(), PATH))"
     )
+
+
+def _check_tensor(key: str, value: torch.Tensor, where: str) -> None:
+    """Weights are finite real floating-point numbers (float16, bfloat16 and float64 are cast
+    to the model's float32 when loaded); BatchNorm's step counter is an integer."""
+    dtype = str(value.dtype).removeprefix("torch.")
+    if key.rpartition(".")[2] == _COUNTER:
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise WeightsError(f"{where}: tensor '{key}' is {dtype}; a step counter is an integer")
+        return
+    if not value.is_floating_point():
+        kind = "complex numbers" if value.is_complex() else "true/false values" if dtype == "bool" else "integers"
+        raise WeightsError(f"{where}: tensor '{key}' is {dtype} ({kind}); weights are real floating-point numbers")
+    bad = 0 if value.is_meta else int((~torch.isfinite(value)).sum())  # meta: shapes only, no values
+    if bad:
+        raise WeightsError(f"{where}: tensor '{key}' holds {bad:,} NaN or infinite values of {value.numel():,}")
 
 
 def _torchvision_state(name: str) -> dict[str, torch.Tensor]:
@@ -290,6 +311,9 @@ def _match(model, weights: Weights) -> tuple[WeightsReport, list[tuple[str, str]
             _new_head(ours[i:], theirs[j:], len(report.loaded), report)
             break
     report.values = _values(weights.state, model, report.loaded)
+    report.cast = sorted(
+        {str(v.dtype).removeprefix("torch.") for v in weights.state.values() if v.is_floating_point()} - {"float32"}
+    )
     return report, list(report.loaded)
 
 

@@ -18,6 +18,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from normscope.fileio import loads_json
 from normscope.rundir.errors import RunBusy
 
 __all__ = ["LOCK", "RunLock", "acquire", "owner", "busy_message"]
@@ -121,7 +122,7 @@ def _write_owner(fd: int) -> None:
 
 def _read(path: Path) -> dict | None:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None

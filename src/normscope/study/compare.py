@@ -6,12 +6,14 @@ The paired statistics are in `normscope.study.stats`, the written tables in
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 import normscope.rundir as runs
 from normscope import norms
+from normscope.fileio import visible
 from normscope.rundir import ATTRIBUTION_JSON
 from normscope.spec.provenance import tool_provenance
 from normscope.study.factors import assign_cells
@@ -22,8 +24,53 @@ METRICS = ("loss", "precision", "recall", "auc", "accuracy", "top5_accuracy", "m
 AVERAGED = METRICS + ("params", "stats_share")
 
 
+_UNIT_METRICS = frozenset(METRICS) - {"loss"}  # fractions: 0..1
+MAX_LOSS = 1e100  # a finished run's loss is far below; above it means and differences overflow
+
+
 def _finished_runs(d: Path) -> list[Path]:
-    return sorted(r for r in d.iterdir() if (r / runs.RESULTS).is_file())
+    return sorted(r for r in d.iterdir() if (r / runs.RESULTS).is_file() and not r.is_symlink())
+
+
+def linked_runs(paths) -> list[tuple[Path, Path]]:
+    """The run directories under ``paths`` that are symbolic links (to another run, perhaps
+    outside the study), with where they lead: never compared, never written through."""
+    found = []
+    for p in map(Path, paths):
+        for where in (p / RUNS, p):
+            if where.is_dir() and not where.is_symlink():
+                found += [(r, r.resolve()) for r in sorted(where.iterdir()) if r.is_symlink() and r.is_dir()]
+    return found
+
+
+def _number(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_results(d: Path, res: dict) -> None:
+    """A completed run's results.json as compare reads it: a mapping of finite metrics in their
+    range (fractions 0..1, a loss 0..1e100), integer seed and parameter counts; StudyError
+    naming the file and the field otherwise."""
+    where = d / runs.RESULTS
+    test = res.get("test")
+    if not isinstance(test, dict):
+        raise StudyError(f"{where}: 'test' must be a mapping of metrics, got {type(test).__name__}")
+    for metric in METRICS:
+        value = test.get(metric)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise StudyError(f"run {d.name}: test {metric} is {value} ({where}); a comparison needs finite values")
+        high = 1.0 if metric in _UNIT_METRICS else MAX_LOSS
+        if not _number(value, 0.0, high):
+            raise StudyError(f"{where}: test.{metric} must be a number from 0 to {high:g}, got {value!r}")
+    for key, kind in (("seed", int), ("best_epoch", (int, type(None))), ("params", (dict, type(None)))):
+        value = res.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise StudyError(f"{where}: '{key}' has the wrong type ({type(value).__name__})")
+    total = (res.get("params") or {}).get("total")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+        raise StudyError(f"{where}: 'params.total' must be a count, got {total!r}")
 
 
 def _run_dirs(paths) -> list[Path]:
@@ -48,11 +95,18 @@ def _attribution(d: Path) -> dict:
     if not path.is_file():
         return {"stats_share": None, "stats_permutation_drop": None, "layer_ig_shares": None}
     att = runs.read_json(path)
-    totals = {t.get("name"): t for t in att.get("totals", [])}
+    totals, layers = att.get("totals", []), att.get("layers", [])
+    if not all(isinstance(v, list) and all(isinstance(t, dict) for t in v) for v in (totals, layers)):
+        raise StudyError(f"{path}: 'totals' and 'layers' must be lists of mappings")
+    shares = (att.get("stats_share"), *(t.get("ig_share") for t in layers))
+    for value in (*shares, *(t.get("permutation_accuracy_drop") for t in totals)):
+        if value is not None and not _number(value, -1.0, 1.0):
+            raise StudyError(f"{path}: a share or accuracy drop is {value!r}, not a number from -1 to 1")
+    totals = {t.get("name"): t for t in totals}
     return {
         "stats_share": att.get("stats_share"),
         "stats_permutation_drop": totals.get("statistics", {}).get("permutation_accuracy_drop"),
-        "layer_ig_shares": [{"name": r["name"], "ig_share": r.get("ig_share")} for r in att.get("layers", [])],
+        "layer_ig_shares": [{"name": str(r.get("name")), "ig_share": r.get("ig_share")} for r in layers],
     }
 
 
@@ -60,9 +114,12 @@ def _row(d: Path, res: dict) -> dict:
     if res.get("variant") not in norms.ALL_VARIANTS:
         raise StudyError(f"{d}: unknown variant {res.get('variant')!r} (known: {', '.join(norms.ALL_VARIANTS)})")
     cfg = runs.read_json(d / runs.CONFIG) if (d / runs.CONFIG).is_file() else {}
+    _check_results(d, res)
+    if not isinstance(cfg.get("family", ""), str):
+        raise StudyError(f"{d / runs.CONFIG}: 'family' must be a string, got {cfg['family']!r}")
     row = {
         "run": str(d),
-        "family": cfg.get("family", res.get("name")),
+        "family": visible(cfg.get("family", res.get("name"))),  # names reach tables and terminals
         "variant": res.get("variant"),
         "seed": res.get("seed"),
         "data": res.get("data"),

@@ -24,7 +24,7 @@ from normscope.spec.overrides import Override
 from normscope.spec.schema import check_setting
 from normscope.spec.settings import BY_NAME
 from normscope.spec.variant import Variant
-from normscope.study.compare import collect
+from normscope.study.compare import collect, linked_runs
 from normscope.study.engines import Engine, LocalEngine, RayEngine
 from normscope.study.local import run_local
 from normscope.study.plan import (
@@ -121,6 +121,8 @@ def _prepare(req: StudyRequest):
     plan["sets"] = [o.text() for o in req.overrides]
     plan["factors"] = {f.key: [o.value for o in f.levels] for f in req.factors}
     check_protocol(study_dir, plan)
+    for link, target in linked_runs([study_dir]):  # a study writes only its own run directories
+        raise StudyError(f"{link} is a symbolic link to {target}: a study never writes through one; remove it")
     return spec, base, plan, study_dir
 
 
@@ -160,8 +162,13 @@ def execute_study(req: StudyRequest, engine: Engine, log=print, console=None) ->
         start = time.time()
         board = Board([Path(j.run_dir).name for j in todo], spec.train.get("epochs"), log, console)
         with board:
-            if todo:
-                engine.run(todo, study_dir, board)
+            try:
+                if todo:
+                    engine.run(todo, study_dir, board)
+            except KeyboardInterrupt:  # study.json says which runs were interrupted
+                board.interrupted()
+                _record(plan, study_dir, board, time.time() - start)
+                raise
         _record(plan, study_dir, board, time.time() - start)
         write_comparison(collect([study_dir]), study_dir)
         return study_dir

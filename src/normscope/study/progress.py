@@ -18,13 +18,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-STYLE = {"queued": "dim", "running": "cyan", "completed": "green", "failed": "bold red"}
+STYLE = {"queued": "dim", "running": "cyan", "completed": "green", "failed": "bold red", "interrupted": "yellow"}
 
 
 @dataclass
 class RunLine:
     name: str
-    status: str = "queued"  # queued | running | completed | failed
+    status: str = "queued"  # queued | running | completed | failed | interrupted
     where: str = ""
     pid: int | None = None
     attempts: int = 0
@@ -145,7 +145,7 @@ class Board:
         table = Table(box=None, pad_edge=False)
         for col in ("run", "state", "where", "epoch", "time", "note"):
             table.add_column(col)
-        order = {"running": 0, "failed": 1, "queued": 2, "completed": 3}
+        order = {"running": 0, "failed": 1, "interrupted": 1, "queued": 2, "completed": 3}
         for r in sorted(self.runs.values(), key=lambda r: order[r.status]):
             shown = r.seconds if r.seconds is not None else (time.time() - r.started if r.started else None)
             epoch = f"{r.epoch}/{self.epochs}" if self.epochs and r.status == "running" else ""
@@ -155,6 +155,14 @@ class Board:
                 r.name, Text(r.status, STYLE[r.status]), where, epoch, _clock(shown), r.message[:80] or attempt
             )
         return Group(head, table)
+
+    def interrupted(self) -> None:
+        """The call was stopped (Ctrl-C, SIGTERM): its running runs are `interrupted`."""
+        for run in self.runs.values():
+            if run.status == "running":
+                run.status = "interrupted"
+                if run.started is not None:
+                    run.seconds = time.time() - run.started
 
     def refresh(self) -> None:
         if self.live is not None:

@@ -19,13 +19,18 @@ d_s = v2_s − plain_s. Per claim:
   better), else "no evidence of a difference".
 
 Seeds that only one side has are left out of the pairs and listed (`unpaired`). When all
-differences are exactly equal the t statistic is 0/0 or infinite: p is then 1 if they
-are all 0, else 0, and d_z is left out.
+differences are exactly equal the t statistic is 0/0 or infinite and no test applies: p,
+the Wilcoxon p and d_z are left out and the verdict says what the seeds do show,
+"identical in every seed" (all differences 0) or "constant difference, test undefined"
+(the same non-zero difference in every seed: seen in these seeds, but with no spread there
+is no estimate of how it varies with the seed, so no p-value and no claim). Such a claim
+takes no part in Holm's adjustment.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -40,7 +45,8 @@ WILCOXON_MIN_PAIRS = 5
 CLAIM_METRICS = ("auc", "accuracy")
 LOWER_IS_BETTER = frozenset({"loss"})
 HELPS, HURTS, NO_EVIDENCE, TOO_FEW = "reuse helps", "reuse hurts", "no evidence of a difference", "too few paired seeds"
-VERDICTS = (HELPS, HURTS, NO_EVIDENCE, TOO_FEW)
+IDENTICAL, CONSTANT = "identical in every seed", "constant difference, test undefined"
+VERDICTS = (HELPS, HURTS, NO_EVIDENCE, TOO_FEW, IDENTICAL, CONSTANT)
 
 __all__ = [
     "ALPHA",
@@ -90,10 +96,23 @@ def holm(p_values) -> list[float | None]:
     return adjusted
 
 
-def _t_test(plain: np.ndarray, v2: np.ndarray, d: np.ndarray) -> float:
-    if np.all(d == d[0]):
-        return 1.0 if d[0] == 0 else 0.0
+def _constant(d: np.ndarray) -> bool:
+    return len(d) > 0 and bool(np.all(d == d[0]))
+
+
+def _t_test(plain: np.ndarray, v2: np.ndarray, d: np.ndarray) -> float | None:
+    """The paired t-test's p; None where every difference is the same (no test applies)."""
+    if _constant(d):
+        return None
     return float(stats.ttest_rel(v2, plain).pvalue)
+
+
+def _wilcoxon(d: np.ndarray) -> float:
+    """The signed-rank test's p; scipy's note that zeros or ties make it leave the exact
+    distribution for the normal approximation is not printed (the p says which it is)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(stats.wilcoxon(d).pvalue)
 
 
 def paired_test(plain: dict, v2: dict) -> dict:
@@ -112,7 +131,7 @@ def paired_test(plain: dict, v2: dict) -> dict:
         "ci_low": low,
         "ci_high": high,
         "p_value": _t_test(a, b, d) if n >= MIN_PAIRS else None,
-        "p_wilcoxon": float(stats.wilcoxon(d).pvalue) if n >= WILCOXON_MIN_PAIRS and np.any(d != 0) else None,
+        "p_wilcoxon": _wilcoxon(d) if n >= WILCOXON_MIN_PAIRS and not _constant(d) else None,
         "effect_size": mean / sd if sd else None,
         "seeds": seeds,
         "plain": a.tolist(),
@@ -125,6 +144,8 @@ def paired_test(plain: dict, v2: dict) -> dict:
 def verdict(claim: dict, alpha: float = ALPHA) -> str:
     if claim["n_pairs"] < MIN_PAIRS:
         return TOO_FEW
+    if _constant(np.asarray(claim["differences"])):
+        return IDENTICAL if claim["differences"][0] == 0 else CONSTANT
     if claim["p_holm"] is None or claim["p_holm"] >= alpha:
         return NO_EVIDENCE
     better = claim["difference"] < 0 if claim["metric"] in LOWER_IS_BETTER else claim["difference"] > 0

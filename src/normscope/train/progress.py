@@ -7,6 +7,8 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from normscope.fileio import visible
+
 __all__ = ["Reporter"]
 
 
@@ -28,6 +30,7 @@ class Reporter:
     def note(self, text: str) -> None:
         if self.mode == "none":
             return
+        text = visible(text)  # names from descriptions and data files: no terminal commands
         if self._progress is not None:
             self._progress.console.print(text, highlight=False, markup=False)
         else:

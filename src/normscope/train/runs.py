@@ -47,7 +47,7 @@ from normscope.errors import SpecError
 from normscope.fileio import safe_component, write_json
 from normscope.model.build import build_model
 from normscope.rundir.dirs import check_out_dir, effective_status, safe_name
-from normscope.rundir.jsonfile import read_json, write_text
+from normscope.rundir.jsonfile import read_json, recorded_metrics, write_text
 from normscope.spec import load_spec
 from normscope.spec.provenance import git_state
 from normscope.train import lock  # noqa: F401  (runs.lock: the run directory's lock)
@@ -107,6 +107,7 @@ __all__ = [
     "repair_best",
     "write_json",
     "read_json",
+    "recorded_metrics",
     "write_text",
     "environment",
     "write_history",

@@ -13,6 +13,7 @@ import networkx as nx
 
 from normscope import norms
 from normscope.errors import NormscopeError
+from normscope.fileio import visible
 from normscope.report.draw.collapse import Unit, collapse, data_graph, segments
 from normscope.report.draw.layout import label_of, style_of
 from normscope.report.draw.palette import DARK, hex_of
@@ -67,7 +68,7 @@ def to_dot(
             "fontname": "Helvetica",
             "nodesep": "0.25",
             "ranksep": "0.3",
-            **({"label": graphviz.escape(title), "labelloc": "t"} if title else {}),
+            **({"label": graphviz.escape(visible(title)), "labelloc": "t"} if title else {}),
         },
         node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled", "penwidth": "0.8"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.7"},
@@ -104,8 +105,8 @@ def _node(dot, g, name, abbreviations) -> None:
     attrs = {
         "shape": SHAPES.get(style, "box"),
         "fillcolor": hex_of(style) + (f";0.75:{hex_of('act')}" if band else ""),
-        "label": graphviz.escape(label) + r"\n" + _fmt(node["shape"]),
-        "tooltip": graphviz.escape(f"{name} ({node['kind']})"),
+        "label": graphviz.escape(visible(label)) + r"\n" + _fmt(node["shape"]),  # XML 1.0 allows no controls
+        "tooltip": graphviz.escape(visible(f"{name} ({node['kind']})")),
     }
     if band:
         attrs["style"] = "filled"
