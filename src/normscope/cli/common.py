@@ -19,6 +19,22 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
+def warn_block(message: str, title: str = "warning") -> None:
+    """A loud warning on stderr: a red-bordered panel, not one line among others."""
+    from rich.panel import Panel
+
+    err_console.print(Panel(escape(message), title=f"[bold red]{escape(title)}[/]", border_style="red"))
+
+
+def print_weights_report(report, out: Console | None = None) -> None:
+    """What a load of pretrained weights did (on ``out``, default stderr), and the loud warning
+    when layers stay random although the weights had layers for them."""
+    (out or err_console).print(str(report), highlight=False, markup=False, soft_wrap=True)
+    warning = report.warning()
+    if warning:
+        warn_block(warning, "pretrained layers left random")
+
+
 def fail(message: str, code: int = 2):
     """One line on stderr, then exit: 2 for bad input, 1 for an environment failure."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

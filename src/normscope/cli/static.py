@@ -23,7 +23,9 @@ from normscope.cli.common import (
     fail,
     parse_norm_options,
     parse_shape,
+    print_weights_report,
     user_errors,
+    warn_block,
 )
 from normscope.model.diagnostics import diagnose_description
 from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
@@ -58,7 +60,9 @@ def summary(
     else:
         render_rich(s, console)
     if report is not None and not as_json:
-        console.print(str(report), highlight=False, markup=False, soft_wrap=True)
+        print_weights_report(report, console)
+    elif report is not None and report.warning():
+        warn_block(report.warning(), "pretrained layers left random")
 
 
 def _match_weights(file, norm, reuse, input_shape, classes, weights):

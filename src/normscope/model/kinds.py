@@ -122,6 +122,12 @@ class Pool(Kind):
         return (c, *spatial(self.name, (h, w), k, s, a["padding"]))
 
 
+class AdaptivePool(Kind):
+    def out_shape(self, a, ins):
+        need_image(self.name, ins[0])
+        return (ins[0][0], *pair(a["size"]))
+
+
 class GlobalPool(Kind):
     def out_shape(self, a, ins):
         need_image(self.name, ins[0])
@@ -187,6 +193,7 @@ KINDS: dict[str, Kind] = {
         Dense("dense", "fc"),
         Pool("maxpool", "pl"),
         Pool("avgpool", "Avg Pool"),
+        AdaptivePool("adaptiveavgpool", "Avg Pool"),
         GlobalPool("globalavgpool", "Avg Pool"),
         GlobalPool("globalmaxpool", "Max Pool"),
         Flatten("flatten", "flat"),

@@ -145,6 +145,7 @@ BUILDERS: dict[str, Callable] = {
     "dense": lambda a, ins, final: Dense(ins[0][0], a["units"], a["bias"], act_fn(a["activation"], final)),
     "maxpool": _pool("max"),
     "avgpool": _pool("avg"),
+    "adaptiveavgpool": lambda a, ins, final: nn.AdaptiveAvgPool2d(pair(a["size"])),
     "globalavgpool": lambda a, ins, final: Lambda(lambda x: x.mean(dim=(2, 3)), "mean over H, W"),
     "globalmaxpool": lambda a, ins, final: Lambda(lambda x: x.amax(dim=(2, 3)), "max over H, W"),
     "flatten": lambda a, ins, final: Lambda(lambda x: x.flatten(1), "flatten"),

@@ -111,6 +111,13 @@ KINDS: dict[str, KindKeys] = {
         ),
         _pool_keys("maxpool", "max"),
         _pool_keys("avgpool", "avg"),
+        KindKeys(
+            "adaptiveavgpool",
+            primary="size",
+            prefix="adaptivepool",
+            doc="Average pooling to a fixed output size whatever the input's (torchvision's VGG: 7).",
+            args={"size": Arg((int, list), check=pair_check, help="output H, W: n or [h, w]")},
+        ),
         KindKeys("globalavgpool", prefix="gap", doc="Global average pooling: (C, H, W) -> (C,)."),
         KindKeys("globalmaxpool", prefix="gmp", doc="Global max pooling: (C, H, W) -> (C,)."),
         KindKeys("flatten", prefix="flatten", doc="(C, H, W) -> (C·H·W,)."),

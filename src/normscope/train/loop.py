@@ -151,8 +151,12 @@ class Trainer:
         self.amp, self.channels_last = run.config.precision_on(run.device)
         self._build_model()
         if run.weights is not None:  # a new run's pretrained weights, read and matched by start_run
-            reporter.note(str(load_weights(self.model, run.weights)))
+            report = load_weights(self.model, run.weights)
             run.weights = None  # their memory goes back
+            reporter.note(str(report))
+            runs.write_json(self.run_dir / runs.WEIGHTS, report.to_dict())  # recorded in the run
+            if report.warning():
+                reporter.warn_block(report.warning(), "pretrained layers left random")
         self.data = DeviceData(run.splits, run.device, t.augment.crop)
         self.n_train, self.has_val = self.data.n("train"), self.data.n("val") > 0
         self.steps_per_epoch = math.ceil(self.n_train / t.batch_size)

@@ -15,6 +15,7 @@ Layout (file names are the constants of :mod:`normscope.train.layout`)::
       per_class.csv       per-class test accuracy of best.pt
       confusion_matrix.csv  test confusion matrix of best.pt (rows = true class)
       curves.png          training curves
+      weights.json        what pretrained weights (train.weights) loaded and left random
       .lock               while a process trains here: its pid and host (normscope.train.lock)
 
 Checkpoints hold only tensors and plain containers, are written atomically (temporary
@@ -63,6 +64,7 @@ from normscope.train.layout import (
     PER_CLASS,
     RERUN,
     RESULTS,
+    WEIGHTS,
     advice,
 )
 from normscope.train.tables import (
@@ -86,6 +88,7 @@ __all__ = [
     "PER_CLASS",
     "CONFUSION",
     "CURVES",
+    "WEIGHTS",
     "HISTORY_COLUMNS",
     "Run",
     "RunConfig",

@@ -61,6 +61,7 @@ def style_of(node: dict) -> tuple[str, bool]:
     return {
         "maxpool": "pool",
         "avgpool": "pool",
+        "adaptiveavgpool": "pool",
         "globalavgpool": "pool",
         "globalmaxpool": "pool",
         "activation": "act",
