@@ -7,6 +7,12 @@
    and flips of a training batch are one gather and one ``where`` there.
 3. :func:`epoch_order` is one epoch's permutation, crop offsets and flips, from (seed, epoch).
 4. :func:`to_input` standardizes uint8 images: the one preprocessing function of normscope.
+
+Image folders (``folder:PATH``) take a separate path: :func:`prepare_data` gives a
+``FolderSplits`` (normscope.data.stream) that holds the file lists only, and its feeder
+streams decoded batches through DataLoader workers. Both kinds of splits offer the same
+``batches(split, size)`` (uint8 batches in order) and ``feeder(...)`` (what the trainer draws
+its batches from).
 """
 
 from __future__ import annotations
@@ -21,7 +27,26 @@ from normscope.data import channel_stats, load_dataset, split_validation
 from normscope.data import subset as take_subset
 from normscope.errors import NormscopeError
 
-__all__ = ["Splits", "prepare_data", "DeviceData", "epoch_order", "to_input"]
+__all__ = ["Splits", "prepare_data", "DeviceData", "epoch_order", "to_input", "NORMALIZE", "IMAGENET"]
+
+NORMALIZE = ("imagenet", "dataset", "none")
+# ImageNet's channel means and standard deviations on the [0, 1] scale (torchvision's transforms)
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def normalization(normalize: str, c: int, train_stats) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per channel for ``normalize``: ImageNet's, the training split's own
+    (``train_stats()``, computed only then), or 0 and 1 (plain [0, 1] scaling)."""
+    if normalize == "imagenet":
+        if c != 3:
+            raise NormscopeError(f"normalize: imagenet needs 3-channel (RGB) images; these have {c}")
+        return np.array(IMAGENET[0]), np.array(IMAGENET[1])
+    if normalize == "dataset":
+        mean, std = train_stats()
+        return np.asarray(mean, dtype=np.float64), np.where(np.asarray(std) > 0, std, 1.0)
+    if normalize == "none":
+        return np.zeros(c), np.ones(c)
+    raise NormscopeError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
 
 
 @dataclass
@@ -59,6 +84,17 @@ class Splits:
         """uint8 N x C x H x W images of ``split`` on ``device``."""
         return torch.from_numpy(self.x[split]).permute(0, 3, 1, 2).contiguous().to(device)
 
+    def batches(self, split: str, batch_size: int):
+        """(uint8 N x C x H x W, int64 labels) CPU batches of ``split``, in order."""
+        x, y = self.x[split], self.y[split]
+        for i in range(0, len(y), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).permute(0, 3, 1, 2).contiguous()
+            yield xb, torch.from_numpy(y[i : i + batch_size])
+
+    def feeder(self, device: torch.device, crop: int) -> DeviceData:
+        """What the trainer draws batches from: every split on the device."""
+        return DeviceData(self, device, crop)
+
 
 def prepare_data(
     data: str,
@@ -68,13 +104,22 @@ def prepare_data(
     validation: float = 0.1,
     standardize: bool = True,
     split_seed: int = 0,
-) -> Splits:
+    normalize: str | None = None,
+    image=None,
+):
     """Load ``data``, optionally take a class-stratified subset, carve the validation
-    split from the training images and compute the training split's channel statistics.
+    split from the training images and compute the normalization's channel statistics
+    (``normalize``: imagenet, dataset or none; None: dataset when ``standardize``, else none).
 
     Everything here depends on ``split_seed`` only (not on the training seed): runs with
-    different seeds see the same training, validation and test images.
+    different seeds see the same training, validation and test images. ``folder:PATH`` gives
+    a FolderSplits (files only, streamed), with ``image`` (ImageOptions) its decoded size.
     """
+    normalize = normalize or ("dataset" if standardize else "none")
+    if data.strip().startswith("folder:"):
+        from normscope.data.stream import prepare_folder
+
+        return prepare_folder(data.strip()[7:], image, subset, test_subset, validation, normalize, split_seed)
     ds = load_dataset(data, data_dir=data_dir, seed=split_seed)
     if subset is not None or test_subset is not None:
         ds = take_subset(ds, subset, test_subset, seed=split_seed)
@@ -83,12 +128,7 @@ def prepare_data(
         raise NormscopeError(f"{data}: no training images left after the validation split")
     x = {"train": ds.x_train[train_idx], "val": ds.x_train[val_idx], "test": ds.x_test}
     y = {"train": ds.y_train[train_idx], "val": ds.y_train[val_idx], "test": ds.y_test}
-    c = ds.input_shape[0]
-    if standardize:
-        mean, std = channel_stats(x["train"])
-        std = np.where(std > 0, std, 1.0)
-    else:  # plain [0, 1] scaling
-        mean, std = np.zeros(c), np.ones(c)
+    mean, std = normalization(normalize, ds.input_shape[0], lambda: channel_stats(x["train"]))
     return Splits(
         name=ds.name,
         x=x,
@@ -123,6 +163,23 @@ class DeviceData:
 
     def n(self, split: str) -> int:
         return len(self.y[split])
+
+    def train_batches(self, seed: int, epoch: int, flip: bool, batch_size: int):
+        """(float input, labels) batches of one training epoch in its order (crops and flips on
+        the device), standardized."""
+        order = epoch_order(self.n("train"), seed, epoch, self.crop, flip)
+        perm, offsets, flips = (None if v is None else v.to(self.device) for v in order)
+        for start in range(0, len(perm), batch_size):
+            sl = slice(start, start + batch_size)
+            idx = perm[sl]
+            xb = self.train_batch(idx, None if offsets is None else offsets[sl], None if flips is None else flips[sl])
+            yield to_input(xb, self.mean, self.std), self.y["train"][idx]
+
+    def batches(self, split: str, batch_size: int):
+        """(float input, labels) batches of ``split`` in order, standardized, on the device."""
+        for start in range(0, self.n(split), batch_size):
+            xb = self.x[split][start : start + batch_size]
+            yield to_input(xb, self.mean, self.std), self.y[split][start : start + batch_size]
 
     def train_batch(self, idx: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
         """uint8 training images ``idx``, each cropped at its (dy, dx) offset inside the

@@ -6,6 +6,8 @@ Specs::
     cifar100-coarse          CIFAR-100 with the 20 coarse (superclass) labels
     fashion-mnist            Fashion-MNIST IDX files (Debian: dataset-fashion-mnist)
     npz:PATH                 your own arrays x_train, y_train, x_test, y_test [, class_names]
+    folder:PATH              an image folder: train/CLASS/*.jpg|png [val/, test/]; streamed while
+                             training (normscope.data.stream), never loaded whole
     synthetic                generated, learnable: 32x32x3, 10 classes, 600 train / 200 test
     synthetic:N              the same with N training images (N // 3 test images)
     synthetic:k=v,...        keys train, test, classes, size, channels, noise
@@ -27,6 +29,7 @@ KNOWN_SPECS = (
     "cifar100-coarse",
     "fashion-mnist",
     "npz:PATH",
+    "folder:PATH",
     "synthetic",
     "synthetic:N",
 )
@@ -64,6 +67,11 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, seed: int = 0) -
         return load_fashion_mnist(data_dir)
     if key == "npz" and sep:
         return load_npz(_npz_path(rest, data_dir))
+    if key == "folder" and sep:
+        raise DataError(
+            f"{spec}: an image folder is streamed, not loaded whole; train, eval and features read it "
+            "(normscope.data.batches.prepare_data)"
+        )
     if key == "synthetic":
         return make_synthetic(seed=seed, **_parse_synthetic_args(rest if sep else ""))
     raise DataError(_unknown_spec_message(spec))

@@ -68,6 +68,28 @@ TRAIN_ARGS: dict[str, Arg] = {
     "subset": Arg((int, type(None)), None, help="use only this many training images"),
     "seed": Arg((int,), 0),
     "compile": Arg((bool,), False, help="torch.compile the model"),
+    "normalize": Arg(
+        (str, type(None)),
+        None,
+        choices=("imagenet", "dataset", "none"),
+        help="input standardization: ImageNet's channel means and stds, the training split's, or none "
+        "(default: imagenet with torchvision: weights, else dataset, or none with standardize: false)",
+    ),
+    "image_size": Arg(
+        (int, type(None)),
+        None,
+        check=lambda v: None if v is None or v > 0 else "must be positive",
+        help="folder: data: the side of the square images the model sees (default: the description's input)",
+    ),
+    "resize": Arg(
+        (int, type(None)),
+        None,
+        check=lambda v: None if v is None or v > 0 else "must be positive",
+        help="folder: data: the shorter side resized to this before the centre crop (default: image_size)",
+    ),
+    "cache_features": Arg(
+        (bool,), True, help="a frozen backbone's output computed once and reused by the epochs that train the head"
+    ),
 }
 AUGMENT_ARGS = {"crop": Arg((int,), 0), "flip": Arg((bool,), False)}
 DRAW_ARGS = {

@@ -131,6 +131,10 @@ class TrainSettings(FieldReads):
     subset: int | None
     seed: int
     compile: bool
+    normalize: str | None = None
+    image_size: int | None = None
+    resize: int | None = None
+    cache_features: bool = True
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainSettings:
