@@ -31,7 +31,7 @@ METRIC_LABELS = (
 DataOpt = typer.Option(
     None,
     "--data",
-    help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | synthetic[:N] "
+    help="cifar100 | cifar100-coarse | fashion-mnist | npz:PATH | folder:PATH | synthetic[:N] "
     "(default: the description's train.data)",
 )
 WeightsOpt = typer.Option(
@@ -62,6 +62,17 @@ def train_cmd(
     subset: Optional[int] = typer.Option(None, "--subset", help="use a class-stratified subset of N training images"),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
     weights: Optional[str] = WeightsOpt,
+    normalize: Optional[str] = typer.Option(
+        None,
+        "--normalize",
+        help="imagenet | dataset | none (default: imagenet with torchvision: weights, else dataset)",
+    ),
+    image_size: Optional[int] = typer.Option(
+        None, "--image-size", help="folder: data: square side the images are cropped to (default: the input's)"
+    ),
+    resize: Optional[int] = typer.Option(
+        None, "--resize", help="folder: data: shorter side resized to this before the crop (default: --image-size)"
+    ),
     fit_data: bool = typer.Option(
         False,
         "--fit-data",
@@ -101,6 +112,9 @@ def train_cmd(
             subset=subset,
             test_subset=test_subset,
             weights=weights,
+            normalize=normalize,
+            image_size=image_size,
+            resize=resize,
             device=device,
             fit_data=fit_data,
             compile=compile,
@@ -138,6 +152,9 @@ def _check_train_options(opts: dict) -> str:
         "--subset": "subset",
         "--test-subset": "test_subset",
         "--weights": "weights",
+        "--normalize": "normalize",
+        "--image-size": "image_size",
+        "--resize": "resize",
         "--name": "name",
         "--compile": "compile",
         "--amp": "amp",

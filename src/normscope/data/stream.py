@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from normscope.data.batches import epoch_order, normalization, to_input
 from normscope.data.dataset import DataError
 from normscope.data.folder import (
     TEST_FRACTION,
@@ -29,6 +28,7 @@ from normscope.data.folder import (
     scan_folder,
     stratified_split,
 )
+from normscope.data.inputs import epoch_order, normalization, to_input
 from normscope.data.splits import split_validation, stratified_pick
 
 __all__ = ["FolderSplits", "StreamData", "prepare_folder", "data_workers"]

@@ -62,6 +62,9 @@ def train(
     subset: int | None = None,
     test_subset: int | None = None,
     weights: str | None = None,
+    normalize: str | None = None,
+    image_size: int | None = None,
+    resize: int | None = None,
     device: str | None = "auto",
     fit_data: bool = False,
     compile: bool | None = None,
@@ -83,7 +86,9 @@ def train(
     class-stratified subsets of the training/test images. ``weights`` (a .pth state dict,
     relative to the working directory, or ``torchvision:NAME``) overrides ``train.weights``:
     pretrained weights loaded by structure into the new model (normscope.model.weights),
-    with a report of what was loaded. ``resume`` continues the run
+    with a report of what was loaded. ``normalize`` (imagenet | dataset | none), ``image_size`` and
+    ``resize`` (image folders) override ``train.normalize``, ``train.image_size``, ``train.resize``.
+    ``resume`` continues the run
     directory of a killed run (``epochs`` may extend it; everything else comes from the
     run). ``callbacks`` are called with each epoch's metrics row (plus ``train_seconds``,
     the training loop alone, and ``run_dir``) after its checkpoint is written. Raises

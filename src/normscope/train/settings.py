@@ -44,7 +44,19 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # the `train:` keys that keyword arguments of train() (and options of the CLI) override
-OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "data", "subset", "compile", "weights")
+OVERRIDABLE = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "data",
+    "subset",
+    "compile",
+    "weights",
+    "normalize",
+    "image_size",
+    "resize",
+)
 # seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators all take)
 SEED_MAX = 2**32 - 1
 
