@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from normscope.cli import analysis, compare, draw, features, static, study, train
+from normscope.cli import analysis, compare, draw, features, static, study, svm, train
 from normscope.version import __version__
 
 app = typer.Typer(
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.",
 )
-for _module in (static, draw, train, analysis, features, study, compare):
+for _module in (static, draw, train, analysis, features, svm, study, compare):
     _module.register(app)
 
 
