@@ -132,6 +132,7 @@ class FolderSplits:
             num_workers=workers,
             pin_memory=pin,
             prefetch_factor=2 if workers else None,
+            generator=torch.Generator().manual_seed(0),  # its base seed: not drawn from the global generator
         )
 
     def batches(self, split: str, batch_size: int):
