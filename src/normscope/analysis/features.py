@@ -219,6 +219,7 @@ def _extract(model, layer, data: Splits, mean, std, splits, batch_size, dev, pro
                     pass
                 chunks.append(captured[0].flatten(1).float().cpu())
                 done += len(xb)
+                del xb  # not held while the next batch is decoded
                 if progress is not None:
                     progress(split, done, n)
             x[split] = torch.cat(chunks).numpy() if chunks else np.zeros((0, _size(model, layer)), np.float32)

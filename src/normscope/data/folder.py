@@ -9,7 +9,7 @@
 
 Only the file list is held in memory (:class:`FolderSource`); images are decoded, resized
 (shorter side) and centre-cropped to a square when a batch asks for them, in DataLoader
-workers (:class:`FolderImages`, torchvision's ``decode_image`` and transforms).
+workers (:class:`FolderImages`: Pillow decodes, torchvision's transforms resize and crop).
 """
 
 from __future__ import annotations
@@ -129,14 +129,15 @@ class FolderImages(torch.utils.data.Dataset):
 
 
 def load_image(path: Path, options: ImageOptions) -> torch.Tensor:
-    """One file as a uint8 3 × size × size tensor: decoded as RGB, the shorter side resized
-    (antialiased), the centre square cropped."""
-    from torchvision.io import ImageReadMode, decode_image
+    """One file as a uint8 3 × size × size tensor: decoded as RGB (Pillow, as torchvision's
+    ImageFolder reads), the shorter side resized (antialiased), the centre square cropped."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    except (RuntimeError, ValueError) as exc:
+        with Image.open(path) as f:
+            image = ImageOps.exif_transpose(f).convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise DataError(f"{path}: cannot be decoded as an image ({str(exc).splitlines()[0][:200]})") from None
     image = TF.resize(image, [options.resize], antialias=True)
-    return TF.center_crop(image, [options.size, options.size]).contiguous()
+    return TF.pil_to_tensor(TF.center_crop(image, [options.size, options.size])).contiguous()

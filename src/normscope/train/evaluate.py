@@ -78,6 +78,7 @@ def predict_batches(model, batches, amp: bool = False, channels_last: bool = Fal
         with autocast(xb.device, amp):
             out.append(forward(xb).float())
         labels.append(yb)
+        del xb  # not held while the next batch is made
     model.train(was_training)
     if not out:
         return torch.empty(0), torch.empty(0, dtype=torch.long)

@@ -96,6 +96,7 @@ class CachedFeatures:
                     with amp_context():
                         feats.append(model.output_of(xb, cut).float())
                     labels.append(yb)
+                    del xb  # not held while the next batch is decoded: one batch at a time
                 self.x[split] = torch.cat(feats) if feats else torch.empty(0, device=self.device)
                 self.y[split] = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long, device=self.device)
         model.train(was_training)
