@@ -78,7 +78,8 @@ def main() -> None:
         t0 = time.perf_counter()
         path = description or ROOT / "examples/resnet50_birds.yml"
         results[label] = run(path, data, weights, work / "runs", label.replace(" ", "_"), args.epochs, args.size)
-        print(f"{label}: epochs {', '.join(f'{s:.2f}' for s in results[label])} s ({time.perf_counter() - t0:.1f} s in all)")
+        epochs = ", ".join(f"{s:.2f}" for s in results[label])
+        print(f"{label}: epochs {epochs} s ({time.perf_counter() - t0:.1f} s in all)")
     before, after = (statistics.median(v) for v in results.values())
     print(
         f"{args.images} images at {args.size} px, torch threads {torch.get_num_threads()}: median epoch "

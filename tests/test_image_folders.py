@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from PIL import Image
 from typer.testing import CliRunner
 
+from fixtures import make_folder
 from normscope.cli import app
 from normscope.data import DataError
 from normscope.data.batches import IMAGENET, prepare_data
 from normscope.data.folder import TEST_FRACTION, ImageOptions
-from normscope.model.build import build_model
 from normscope.train import load_run, train
 from normscope.train.prepare import resolve_data_options
 from normscope.train.settings import resolve_settings
@@ -53,20 +52,6 @@ def tiny(tmp_path: Path, size: int = 16, extra: str = "", name: str = "tiny.yml"
     path = tmp_path / name
     path.write_text(TINY.format(size=size, extra=extra))
     return path
-
-
-def make_folder(root: Path, per_class=(5, 5, 5), splits=("train",), side: int = 20, seed: int = 0) -> Path:
-    """Classes of one dominant colour each, PNG and JPEG files of varying sizes."""
-    rng = np.random.default_rng(seed)
-    for split in splits:
-        for c, n in enumerate(per_class):
-            d = root / split / f"c{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 60, (side + i % 3, side + 2 * (i % 2), 3))
-                img[..., c] += 170
-                Image.fromarray(img.astype(np.uint8)).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
-    return root
 
 
 # --------------------------------------------------------------------------- #
@@ -199,4 +184,6 @@ def test_peak_memory_stays_far_below_the_decoded_folder(tmp_path):
     growth = (big_kb - small_kb) * 1024
     decoded = 2100 * 3 * 128 * 128
     print(f"growth {growth / 1e6:.1f} MB")
-    assert decoded > limit and growth < limit / 3, f"peak RSS grew by {growth / 1e6:.1f} MB ({decoded / 1e6:.0f} MB decoded)"
+    assert decoded > limit and growth < limit / 3, (
+        f"peak RSS grew by {growth / 1e6:.1f} MB ({decoded / 1e6:.0f} MB decoded)"
+    )

@@ -90,8 +90,9 @@ class WeightsReport:
         if not self.random or not self.discarded:
             return None
         return (
-            f"pretrained weights were asked for ({self.source}), but {len(self.random)} layer"
-            f"{'s' if len(self.random) != 1 else ''} of the model stay at their random initialization: "
+            f"pretrained weights were asked for ({self.source}), but {len(self.random)} "
+            + ("layer of the model stays at its" if len(self.random) == 1 else "layers of the model stay at their")
+            + f" random initialization: "
             f"{_names(self.random)}; the weights' {_names(self.discarded)} did not fit them and are not used. "
             "Features or fine-tuning from these layers do not start from pretrained values. A dense layer "
             "after a flatten fits only at the input size the weights were trained at, unless the feature map "
