@@ -97,6 +97,13 @@ def test_bad_folders_are_refused_with_one_message(tmp_path):
     refused(tmp_path / "f", "test: class directory 'c9' is not one of train/'s classes")
     make_folder(tmp_path / "g", per_class=(3,))
     refused(tmp_path / "g", "at least 2 class directories are needed, found 1")
+    bad = make_folder(tmp_path / "bad", per_class=(3, 3))
+    (bad / "train" / "c1" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"^\S+broken.png: cannot be decoded as an image \(cannot identify"):
+        s = prepare_data(f"folder:{bad}", image=ImageOptions(8, 8), normalize="none", validation=0.0)
+        for split in ("train", "test"):  # in DataLoader workers (NORMSCOPE_DATA_WORKERS unset: up to 4)
+            for _ in s.batches(split, 2):
+                pass
     with pytest.raises(DataError, match="the resize at least the size"):
         ImageOptions(16, 8)
     yml = tiny(tmp_path)

@@ -137,7 +137,7 @@ class FolderSplits:
 
     def batches(self, split: str, batch_size: int):
         """(uint8 N x C x H x W, int64 labels) CPU batches of ``split``, in order."""
-        yield from self.loader(split, batch_size)
+        yield from worker_errors(self.loader(split, batch_size))
 
     def images(self, split: str, device) -> torch.Tensor:
         """The whole split decoded into one uint8 tensor: for a few images (Run.split); the
@@ -196,7 +196,7 @@ class StreamData:
     def train_batches(self, seed: int, epoch: int, flip: bool, batch_size: int):
         perm, offsets, flips = epoch_order(self.n("train"), seed, epoch, self.crop, flip)
         loader = self.splits.loader("train", batch_size, perm.tolist(), self.pin)
-        for b, (xb, yb) in enumerate(loader):
+        for b, (xb, yb) in enumerate(worker_errors(loader)):
             sl = slice(b * batch_size, b * batch_size + len(yb))
             xb = xb.to(self.device, non_blocking=True)
             if offsets is not None:
@@ -206,8 +206,21 @@ class StreamData:
             yield to_input(xb, self.mean, self.std), yb.to(self.device, non_blocking=True)
 
     def batches(self, split: str, batch_size: int):
-        for xb, yb in self.splits.loader(split, batch_size, pin=self.pin):
+        for xb, yb in worker_errors(self.splits.loader(split, batch_size, pin=self.pin)):
             yield to_input(xb.to(self.device), self.mean, self.std), yb.to(self.device)
+
+
+def worker_errors(loader):
+    """The loader's batches; a DataError raised in a worker process (an undecodable file) again
+    as its own one-line message, without the worker's traceback that DataLoader adds."""
+    try:
+        yield from loader
+    except DataError as exc:
+        text = str(exc).rstrip()
+        if "Original Traceback" not in text:
+            raise
+        last = text.splitlines()[-1]
+        raise DataError(last.split("DataError: ", 1)[-1]) from None
 
 
 def _crop(xb: torch.Tensor, offsets: torch.Tensor, crop: int) -> torch.Tensor:
