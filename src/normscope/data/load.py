@@ -77,6 +77,17 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, seed: int = 0) -
     raise DataError(_unknown_spec_message(spec))
 
 
+def check_data(spec: str, data_dir: str | Path | None = None) -> None:
+    """Fail now where ``spec`` names a data set that cannot be read (load_dataset's messages); an
+    image folder is scanned (its classes and file lists), not decoded."""
+    if isinstance(spec, str) and spec.strip().startswith("folder:"):
+        from normscope.data.folder import scan_folder  # torch and torchvision: only for folders
+
+        scan_folder(spec.strip()[len("folder:") :])
+        return
+    load_dataset(spec, data_dir=data_dir)
+
+
 def _npz_path(rest: str, data_dir: str | Path | None) -> Path:
     """``rest`` as given, or relative to ``data_dir`` when only that exists."""
     path = Path(rest).expanduser()

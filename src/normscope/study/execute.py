@@ -21,7 +21,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from normscope.data import load_dataset
+from normscope.data.load import check_data
 from normscope.spec import load_spec
 from normscope.study.compare import collect
 from normscope.study.plan import (
@@ -110,7 +110,7 @@ def _prepare(description, variants, seeds, data, data_dir, out, settings: dict):
     if seeds < 1:
         raise StudyError("--seeds must be at least 1")
     _check_settings(settings)
-    load_dataset(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
+    check_data(data, data_dir=data_dir)  # a missing or unknown data set fails before anything is written
     study_dir = (Path(out) / runs.safe_name(spec.family, data)).resolve()
     plan = make_plan(description, spec.family, data, variants, seeds, settings)
     check_protocol(study_dir, plan)
