@@ -2,7 +2,7 @@
 backbone's features cached (train.cache_features: true, the default) and without (the
 backbone runs in every epoch, as before the cache existed), on the same machine and data.
 
-    PYTHONPATH=src OMP_NUM_THREADS=2 python benchmarks/frozen_head.py --images 540 --size 64 --epochs 3
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/frozen_head.py --images 540 --size 64 --epochs 3
 
 Writes a generated image folder (3 classes) and a random torchvision ResNet-50 state dict
 (standing in for the ImageNet weights) under --work, trains examples/resnet50_birds.yml on it
