@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from normscope.data import (
     CIFAR100_COARSE_LABEL_NAMES,
@@ -125,3 +126,17 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     else:
         path.write_bytes(payload)
     return path
+
+
+def make_folder(root: Path, per_class=(5, 5, 5), splits=("train",), side: int = 20, seed: int = 0) -> Path:
+    """Classes of one dominant colour each, PNG and JPEG files of varying sizes."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for c, n in enumerate(per_class):
+            d = root / split / f"c{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (side + i % 3, side + 2 * (i % 2), 3))
+                img[..., c] += 170
+                Image.fromarray(img.astype(np.uint8)).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return root

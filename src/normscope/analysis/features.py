@@ -11,6 +11,7 @@ standardized with its training split's statistics, as the trainer does).
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,13 +20,15 @@ import numpy as np
 import torch
 
 from normscope.data.batches import Splits, prepare_data, to_input
+from normscope.data.folder import ImageOptions
 from normscope.errors import NormscopeError
 from normscope.fileio import atomic_write
 from normscope.model.build import build_model
 from normscope.model.weights import resolve_source
 from normscope.spec import load_spec
 from normscope.train import load_run, pick_device
-from normscope.train.prepare import SPLIT_SEED, fit_to_data
+from normscope.train.prepare import SPLIT_SEED, fit_to_data, resolve_data_options
+from normscope.train.settings import resolve_settings
 
 __all__ = ["SPLITS", "Features", "FeatureError", "extract_features", "is_run_dir"]
 
@@ -48,6 +51,7 @@ class Features:
     class_names: list[str]
     source: str
     weights: object = None  # the WeightsReport of a description's weights
+    warning: str | None = None  # the layer is (or comes after) a layer left random by pretrained weights
 
     def save(self, path) -> Path:
         """One .npz: x_<split>, y_<split> per split, layer, shape, class_names, source."""
@@ -85,6 +89,7 @@ def extract_features(
     batch_size: int = 256,
     device: str | None = "auto",
     progress: Progress | None = None,
+    normalize: str | None = None,
 ) -> Features:
     """The activations of ``layer`` for every image of ``splits``.
 
@@ -99,15 +104,46 @@ def extract_features(
         raise FeatureError(f"the batch size must be positive, got {batch_size}")
     dev = pick_device(device)
     if is_run_dir(source):
-        if weights is not None or norm is not None or reuse is not None:
-            raise FeatureError(f"{source}: a run has its own model; weights, norm and reuse apply to descriptions")
+        if weights is not None or norm is not None or reuse is not None or normalize is not None:
+            raise FeatureError(
+                f"{source}: a run has its own model and inputs; weights, norm, reuse, normalize apply to descriptions"
+            )
         model, data_splits, mean, std, label = _from_run(source, checkpoint, data, data_dir, subset, test_subset, dev)
+        report = _run_weights(source)
     else:
         model, data_splits, mean, std, label = _from_description(
-            source, data, data_dir, subset, test_subset, norm, reuse, weights
+            source, data, data_dir, subset, test_subset, norm, reuse, weights, normalize
         )
+        report = model.weights_report.to_dict() if model.weights_report is not None else None
     model = model.to(dev).eval()
-    return _extract(model, layer, data_splits, mean.to(dev), std.to(dev), splits, batch_size, dev, progress, label)
+    found = _extract(model, layer, data_splits, mean.to(dev), std.to(dev), splits, batch_size, dev, progress, label)
+    found.warning = random_layer_warning(model, layer, report)
+    return found
+
+
+def _run_weights(run_dir) -> dict | None:
+    """weights.json of a run (what its pretrained weights loaded), None without one."""
+    path = Path(run_dir) / "weights.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def random_layer_warning(model, layer: str, report: dict | None) -> str | None:
+    """A warning when ``layer`` is one of the layers pretrained weights left random, or comes after one."""
+    if not report or not report.get("warning") or not report.get("random"):
+        return None
+    order = [n for n in model.graph.graph["order"]]
+    first = min((order.index(n) for n in report["random"] if n in order), default=None)
+    if first is None or order.index(layer) < first:
+        return None
+    return (
+        f"the features of '{layer}' come from layers that started at random initialization, not from the "
+        f"pretrained weights: {report['warning']}"
+    )
 
 
 def _from_run(run_dir, checkpoint, data, data_dir, subset, test_subset, dev):
@@ -119,8 +155,17 @@ def _from_run(run_dir, checkpoint, data, data_dir, subset, test_subset, dev):
             raise FeatureError("--subset and --test-subset apply with --data; a run's own data is its splits")
         splits = run.splits()
     else:
+        t = run.config.train
+        image = ImageOptions.of(t.image_size or run.config.input_shape[-1], t.resize)
         splits = prepare_data(
-            data, data_dir=data_dir, subset=subset, test_subset=test_subset, validation=0.0, split_seed=SPLIT_SEED
+            data,
+            data_dir=data_dir,
+            subset=subset,
+            test_subset=test_subset,
+            validation=0.0,
+            split_seed=SPLIT_SEED,
+            normalize="none",  # the run's statistics are used
+            image=image,
         )
         want = tuple(run.config.input_shape)
         if splits.input_shape != want:
@@ -131,25 +176,29 @@ def _from_run(run_dir, checkpoint, data, data_dir, subset, test_subset, dev):
     return model, splits, mean, std, f"{run_dir} ({checkpoint} checkpoint)"
 
 
-def _from_description(path, data, data_dir, subset, test_subset, norm, reuse, weights):
-    """A description's model with its weights, and its data as the trainer would split it."""
+def _from_description(path, data, data_dir, subset, test_subset, norm, reuse, weights, normalize):
+    """A description's model with its weights, and its data as the trainer would split and
+    standardize it."""
     spec = load_spec(path, norm=norm, reuse=reuse)
-    t = spec.train
-    data = data or t["data"]
-    if not data:
+    t = resolve_settings(spec, {"data": data, "subset": subset})
+    if not t.data:
         raise FeatureError(f"{path}: no data set: pass --data or set train.data in the description")
+    if weights is None and t.weights:
+        weights = resolve_source(t.weights, Path(spec.file).parent if spec.file else None)
+    t.weights, t.normalize = weights, normalize or t.normalize
+    resolve_data_options(spec, t)
     splits = prepare_data(
-        data,
+        t.data,
         data_dir=data_dir,
-        subset=subset if subset is not None else t["subset"],
+        subset=t.subset,
         test_subset=test_subset,
-        validation=t["validation"],
-        standardize=t["standardize"],
+        validation=t.validation,
+        standardize=t.standardize,
         split_seed=SPLIT_SEED,
+        normalize=t.normalize,
+        image=ImageOptions.of(t.image_size, t.resize),
     )
-    input_shape, classes, _ = fit_to_data(spec, splits, data, fit_data=False)
-    if weights is None and t.get("weights"):
-        weights = resolve_source(t["weights"], Path(spec.file).parent if spec.file else None)
+    input_shape, classes, _ = fit_to_data(spec, splits, t.data, fit_data=False)
     model = build_model(spec, input_shape=input_shape, classes=classes, weights=weights)
     mean, std = splits.stat_tensors("cpu")
     return model, splits, mean, std, str(path)
@@ -162,17 +211,19 @@ def _extract(model, layer, data: Splits, mean, std, splits, batch_size, dev, pro
     x, y = {}, {}
     try:
         for split in splits:
-            images, n = data.images(split, "cpu"), len(data.y[split])
+            n, done = len(data.y[split]), 0
             chunks = []
-            for i in range(0, n, batch_size):
+            for xb, _ in data.batches(split, batch_size):  # streamed: an image folder is never whole
                 captured.clear()
                 try:
-                    model(to_input(images[i : i + batch_size].to(dev), mean, std))
+                    model(to_input(xb.to(dev), mean, std))
                 except _Captured:
                     pass
                 chunks.append(captured[0].flatten(1).float().cpu())
+                done += len(xb)
+                del xb  # not held while the next batch is decoded
                 if progress is not None:
-                    progress(split, min(i + batch_size, n), n)
+                    progress(split, done, n)
             x[split] = torch.cat(chunks).numpy() if chunks else np.zeros((0, _size(model, layer)), np.float32)
             y[split] = np.asarray(data.y[split], dtype=np.int64)
     finally:

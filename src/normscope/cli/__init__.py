@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from normscope.cli import analysis, compare, draw, features, importer, report, static, study, train
+from normscope.cli import analysis, compare, draw, features, importer, report, static, study, svm, train
 from normscope.version import __version__
 
 app = typer.Typer(
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.",
 )
-for _module in (static, draw, importer, train, analysis, features, study, compare, report):
+for _module in (static, draw, importer, train, analysis, features, svm, study, compare, report):
     _module.register(app)
 
 

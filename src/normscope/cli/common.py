@@ -67,6 +67,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 _python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
 
 
+def warn_block(message: str, title: str = "warning") -> None:
+    """A loud warning on stderr: a red-bordered panel, not one line among others."""
+    from rich.panel import Panel
+
+    err_console.print(Panel(escape(message), title=f"[bold red]{escape(title)}[/]", border_style="red"))
+
+
+def print_weights_report(report, out: Console | None = None) -> None:
+    """What a load of pretrained weights did (on ``out``, default stderr), and the loud warning
+    when layers stay random although the weights had layers for them."""
+    (out or err_console).print(str(report), highlight=False, markup=False, soft_wrap=True)
+    warning = report.warning()
+    if warning:
+        warn_block(warning, "pretrained layers left random")
+
+
 def fail(message: str, code: int = 2):
     """One line on stderr, then exit: 2 for bad input, 1 for an environment failure."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

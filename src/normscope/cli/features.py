@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from normscope.cli.common import NormOptionOpt, SetOpt, console, err_console, user_errors, variant_of
+from normscope.cli.common import NormOptionOpt, SetOpt, console, err_console, user_errors, variant_of, warn_block
 from normscope.errors import NormscopeError
 
 
@@ -31,6 +31,9 @@ def features_cmd(
     sets: Optional[list[str]] = SetOpt,
     subset: Optional[int] = typer.Option(None, "--subset", help="a class-stratified subset of N training images"),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="... and of N test images"),
+    normalize: Optional[str] = typer.Option(
+        None, "--normalize", help="a description's inputs: imagenet | dataset | none (a run keeps its own)"
+    ),
     checkpoint: str = typer.Option("best", "--checkpoint", help="a run's checkpoint: best | last"),
     batch_size: int = typer.Option(256, "--batch-size", help="images per forward pass"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
@@ -79,9 +82,12 @@ def features_cmd(
             batch_size=batch_size,
             device=device,
             progress=advance,
+            normalize=normalize,
         )
     if found.weights is not None:
         err_console.print(str(found.weights), highlight=False, markup=False, soft_wrap=True)
+    if found.warning:
+        warn_block(found.warning, "features from random layers")
     path = found.save(out)
     width = next(iter(found.x.values())).shape[1]
     counts = ", ".join(f"{split} {len(found.y[split]):,}" for split in found.x)

@@ -24,8 +24,10 @@ from normscope.cli.common import (
     err_console,
     fail,
     parse_shape,
+    print_weights_report,
     user_errors,
     variant_of,
+    warn_block,
 )
 from normscope.cli.importer import model_source
 from normscope.errors import NormscopeError
@@ -66,7 +68,9 @@ def summary(
     else:
         render_rich(s, console)
     if report is not None and not as_json:
-        console.print(str(report), highlight=False, markup=False, soft_wrap=True)
+        print_weights_report(report, console)
+    elif report is not None and report.warning():
+        warn_block(report.warning(), "pretrained layers left random")
 
 
 def _match_weights(variant, input_shape, classes, weights):

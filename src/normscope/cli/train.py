@@ -13,7 +13,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from normscope import norms
-from normscope.cli.common import NormOptionOpt, SetOpt, console, err_console, fail, user_errors, variant_of
+from normscope.cli.common import (
+    NormOptionOpt,
+    SetOpt,
+    console,
+    err_console,
+    fail,
+    print_weights_report,
+    user_errors,
+    variant_of,
+)
 from normscope.cli.settings import setting_options
 from normscope.cli.static import print_description_diagnostics
 from normscope.data import default_data_dir, download_cifar100
@@ -153,7 +162,7 @@ def eval_cmd(
     modes = ("running",) if bn_stats == "running" else ("running", "batch")
     found = evaluate_run_bn_stats(run_dir, device, data_dir, split, checkpoint, modes, weights)
     if weights is not None:  # on stderr: --json keeps stdout one JSON object
-        err_console.print(str(found["running"]["weights_report"]), highlight=False, markup=False)
+        print_weights_report(found["running"]["weights_report"])
     note = _status_note(run_dir, runs)
     if note:  # on stderr too
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

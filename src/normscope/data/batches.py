@@ -7,6 +7,12 @@
    and flips of a training batch are one gather and one ``where`` there.
 3. :func:`epoch_order` is one epoch's permutation, crop offsets and flips, from (seed, epoch).
 4. :func:`to_input` standardizes uint8 images: the one preprocessing function of normscope.
+
+Image folders (``folder:PATH``) take a separate path: :func:`prepare_data` gives a
+``FolderSplits`` (normscope.data.stream) that holds the file lists only, and its feeder
+streams decoded batches through DataLoader workers. Both kinds of splits offer the same
+``batches(split, size)`` (uint8 batches in order) and ``feeder(...)`` (what the trainer draws
+its batches from).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import torch.nn.functional as F
 
 from normscope.data import channel_stats, load_dataset, split_validation
 from normscope.data import subset as take_subset
+from normscope.data.inputs import IMAGENET, NORMALIZE, epoch_order, normalization, to_input
 from normscope.errors import NormscopeError
 
-__all__ = ["Splits", "prepare_data", "DeviceData", "epoch_order", "to_input"]
+__all__ = ["Splits", "prepare_data", "DeviceData", "epoch_order", "to_input", "NORMALIZE", "IMAGENET"]
 
 
 @dataclass
@@ -59,6 +66,17 @@ class Splits:
         """uint8 N x C x H x W images of ``split`` on ``device``."""
         return torch.from_numpy(self.x[split]).permute(0, 3, 1, 2).contiguous().to(device)
 
+    def batches(self, split: str, batch_size: int):
+        """(uint8 N x C x H x W, int64 labels) CPU batches of ``split``, in order."""
+        x, y = self.x[split], self.y[split]
+        for i in range(0, len(y), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).permute(0, 3, 1, 2).contiguous()
+            yield xb, torch.from_numpy(y[i : i + batch_size])
+
+    def feeder(self, device: torch.device, crop: int) -> DeviceData:
+        """What the trainer draws batches from: every split on the device."""
+        return DeviceData(self, device, crop)
+
 
 def prepare_data(
     data: str,
@@ -68,13 +86,22 @@ def prepare_data(
     validation: float = 0.1,
     standardize: bool = True,
     split_seed: int = 0,
-) -> Splits:
+    normalize: str | None = None,
+    image=None,
+):
     """Load ``data``, optionally take a class-stratified subset, carve the validation
-    split from the training images and compute the training split's channel statistics.
+    split from the training images and compute the normalization's channel statistics
+    (``normalize``: imagenet, dataset or none; None: dataset when ``standardize``, else none).
 
     Everything here depends on ``split_seed`` only (not on the training seed): runs with
-    different seeds see the same training, validation and test images.
+    different seeds see the same training, validation and test images. ``folder:PATH`` gives
+    a FolderSplits (files only, streamed), with ``image`` (ImageOptions) its decoded size.
     """
+    normalize = normalize or ("dataset" if standardize else "none")
+    if data.strip().startswith("folder:"):
+        from normscope.data.stream import prepare_folder
+
+        return prepare_folder(data.strip()[7:], image, subset, test_subset, validation, normalize, split_seed)
     ds = load_dataset(data, data_dir=data_dir, seed=split_seed)
     if subset is not None or test_subset is not None:
         ds = take_subset(ds, subset, test_subset, seed=split_seed)
@@ -83,12 +110,7 @@ def prepare_data(
         raise NormscopeError(f"{data}: no training images left after the validation split")
     x = {"train": ds.x_train[train_idx], "val": ds.x_train[val_idx], "test": ds.x_test}
     y = {"train": ds.y_train[train_idx], "val": ds.y_train[val_idx], "test": ds.y_test}
-    c = ds.input_shape[0]
-    if standardize:
-        mean, std = channel_stats(x["train"])
-        std = np.where(std > 0, std, 1.0)
-    else:  # plain [0, 1] scaling
-        mean, std = np.zeros(c), np.ones(c)
+    mean, std = normalization(normalize, ds.input_shape[0], lambda: channel_stats(x["train"]))
     return Splits(
         name=ds.name,
         x=x,
@@ -97,12 +119,6 @@ def prepare_data(
         std=np.asarray(std, dtype=np.float64),
         class_names=list(ds.class_names),
     )
-
-
-def to_input(x_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 N x C x H x W -> float32, standardized with the training statistics. The one
-    preprocessing function of normscope (the trainer, evaluation and Run.split use it)."""
-    return (x_uint8.float() / 255.0 - mean) / std
 
 
 class DeviceData:
@@ -124,6 +140,23 @@ class DeviceData:
     def n(self, split: str) -> int:
         return len(self.y[split])
 
+    def train_batches(self, seed: int, epoch: int, flip: bool, batch_size: int):
+        """(float input, labels) batches of one training epoch in its order (crops and flips on
+        the device), standardized."""
+        order = epoch_order(self.n("train"), seed, epoch, self.crop, flip)
+        perm, offsets, flips = (None if v is None else v.to(self.device) for v in order)
+        for start in range(0, len(perm), batch_size):
+            sl = slice(start, start + batch_size)
+            idx = perm[sl]
+            xb = self.train_batch(idx, None if offsets is None else offsets[sl], None if flips is None else flips[sl])
+            yield to_input(xb, self.mean, self.std), self.y["train"][idx]
+
+    def batches(self, split: str, batch_size: int):
+        """(float input, labels) batches of ``split`` in order, standardized, on the device."""
+        for start in range(0, self.n(split), batch_size):
+            xb = self.x[split][start : start + batch_size]
+            yield to_input(xb, self.mean, self.std), self.y[split][start : start + batch_size]
+
     def train_batch(self, idx: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
         """uint8 training images ``idx``, each cropped at its (dy, dx) offset inside the
         padded image and flipped where ``flips`` is True; one gather, one where."""
@@ -136,13 +169,3 @@ class DeviceData:
         if flips is not None:
             xb = torch.where(flips[:, None, None, None], xb.flip(3), xb)
         return xb
-
-
-def epoch_order(n: int, seed: int, epoch: int, crop: int, flip: bool):
-    """The permutation, crop offsets and flips of one epoch, from a generator seeded by
-    (seed, epoch): an epoch is reproducible on its own, which makes resuming exact."""
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
-    perm = torch.randperm(n, generator=g)
-    offsets = torch.randint(0, 2 * crop + 1, (n, 2), generator=g) if crop > 0 else None
-    flips = torch.rand(n, generator=g) < 0.5 if flip else None
-    return perm, offsets, flips

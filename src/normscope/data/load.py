@@ -7,6 +7,8 @@ Specs::
     fashion-mnist            Fashion-MNIST IDX files (Debian: dataset-fashion-mnist)
     npz:PATH                 your own arrays x_train, y_train, x_test, y_test [, class_names]
     npz:PATH,layout=nchw     the same, its 4-D images N x C x H x W (layout=nhwc: N x H x W x C)
+    folder:PATH              an image folder: train/CLASS/*.jpg|png [val/, test/]; streamed while
+                             training (normscope.data.stream), never loaded whole
     synthetic                generated, learnable: 32x32x3, 10 classes, 600 train / 200 test
     synthetic:N              the same with N training images (N // 3 test images)
     synthetic:k=v,...        keys train, test, classes, size, channels, noise
@@ -28,6 +30,7 @@ KNOWN_SPECS = (
     "cifar100-coarse",
     "fashion-mnist",
     "npz:PATH",
+    "folder:PATH",
     "synthetic",
     "synthetic:N",
 )
@@ -66,9 +69,25 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, seed: int = 0) -
     if key == "npz" and sep:
         rest, layout = _npz_layout(rest)
         return load_npz(_npz_path(rest, data_dir), layout)
+    if key == "folder" and sep:
+        raise DataError(
+            f"{spec}: an image folder is streamed, not loaded whole; train, eval and features read it "
+            "(normscope.data.batches.prepare_data)"
+        )
     if key == "synthetic":
         return make_synthetic(seed=seed, **_parse_synthetic_args(rest if sep else ""))
     raise DataError(_unknown_spec_message(spec))
+
+
+def check_data(spec: str, data_dir: str | Path | None = None) -> None:
+    """Fail now where ``spec`` names a data set that cannot be read (load_dataset's messages); an
+    image folder is scanned (its classes and file lists), not decoded."""
+    if isinstance(spec, str) and spec.strip().startswith("folder:"):
+        from normscope.data.folder import scan_folder  # torch and torchvision: only for folders
+
+        scan_folder(spec.strip()[len("folder:") :])
+        return
+    load_dataset(spec, data_dir=data_dir)
 
 
 def _npz_path(rest: str, data_dir: str | Path | None) -> Path:

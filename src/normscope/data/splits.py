@@ -7,7 +7,7 @@ import numpy as np
 from normscope.data.dataset import DataError, Dataset
 
 
-def _stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices (sorted) of ``n`` elements drawn so that every class keeps its
     share (up to rounding)."""
     perm = rng.permutation(len(y))
@@ -41,7 +41,7 @@ def subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, s
             continue
         if n < 0:
             raise DataError(f"subset: n_{split} must be >= 0, got {n}.")
-        idx = _stratified_pick(y, int(n), rng)
+        idx = stratified_pick(y, int(n), rng)
         out[split] = (x[idx], y[idx])
     return Dataset(
         name=ds.name,

@@ -58,10 +58,12 @@ class NormscopeModel(nn.Module):
         """The final dense layer; its input is the features plus any reused statistics."""
         return self.layers[self.output_name]
 
-    def _run(self, x: torch.Tensor, want_aux: bool):
-        values = {"input": x}
+    def _run(self, x: torch.Tensor, want_aux: bool, start: str = "input", stop: str | None = None):
+        """The plan from the output of ``start`` (``x``) on; the output of ``stop`` when given."""
+        values = {start: x}
         stats: dict[str, torch.Tensor] = {}  # classifier group name -> statistic
-        for name, op, inputs, tapped, has_module in self._plan:
+        first = 0 if start == "input" else [p[0] for p in self._plan].index(start) + 1
+        for name, op, inputs, tapped, has_module in self._plan[first:]:
             if op == "norm":
                 y, layer_stats = self.layers[name](values[inputs[0]])
                 if tapped:
@@ -81,6 +83,8 @@ class NormscopeModel(nn.Module):
             else:
                 y = self.layers[name](values[inputs[0]])
             values[name] = y
+            if name == stop:
+                return y
         logits = values[self.output_name]
         if want_aux:
             return logits, [(values[n], w) for n, w in self.aux_weights.items()]
@@ -93,6 +97,15 @@ class NormscopeModel(nn.Module):
     def forward_with_aux(self, x: torch.Tensor):
         """(logits, [(aux_logits, loss_weight), ...]) for models with auxiliary classifiers."""
         return self._run(x, want_aux=True)
+
+    def output_of(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """The output of ``layer`` for input ``x``; the layers after it do not run."""
+        return self._run(x, want_aux=False, stop=layer)
+
+    def forward_from(self, layer: str, value: torch.Tensor, want_aux: bool = False):
+        """The logits (``want_aux``: and the auxiliary ones) from ``layer``'s output ``value``: the
+        layers up to ``layer`` do not run (valid when nothing after it reads an earlier layer)."""
+        return self._run(value, want_aux=want_aux, start=layer)
 
 
 def apply_freeze(model: NormscopeModel, patterns) -> list[str]:

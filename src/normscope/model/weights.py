@@ -80,11 +80,32 @@ class WeightsReport:
     unused: list[tuple[str, str]] = field(default_factory=list)
     values: int = 0  # numbers copied into the model
     cast: list[str] = field(default_factory=list)  # dtypes other than float32, cast when loaded
+    # the model's conv/dense layers that stay random although the weights had layers at their place
+    # (beyond the classifiers of both sides): `random` left at initialization, `discarded` not used
+    random: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
+
+    def warning(self) -> str | None:
+        """A warning when pretrained layers were discarded and layers of the model stay random
+        (fc1, fc2 of a VGG whose flattened features differ from the weights'); None otherwise."""
+        if not self.random or not self.discarded:
+            return None
+        return (
+            f"pretrained weights were asked for ({self.source}), but {len(self.random)} "
+            + ("layer of the model stays at its" if len(self.random) == 1 else "layers of the model stay at their")
+            + f" random initialization: "
+            f"{_names(self.random)}; the weights' {_names(self.discarded)} did not fit them and are not used. "
+            "Features or fine-tuning from these layers do not start from pretrained values. A dense layer "
+            "after a flatten fits only at the input size the weights were trained at, unless the feature map "
+            "is pooled to their size first (adaptiveavgpool: 7 before the flatten, as torchvision's VGG)."
+        )
 
     def to_dict(self) -> dict:
         return {
             "source": self.source,
             "values": self.values,
+            "warning": self.warning(),
+            "random": list(self.random),
             "loaded": [{"layer": a, "from": b} for a, b in self.loaded],
             "initialized": [{"layer": a, "why": b} for a, b in self.initialized],
             "unused": [{"module": a, "why": b} for a, b in self.unused],
@@ -343,6 +364,10 @@ def _new_head(ours: list[_Item], theirs: list[_Item], matched: int, report: Weig
     report.initialized.append((m.name, first))
     report.initialized += [(x.name, "a new head") for x in ours[1:]]
     report.unused += [(x.name, "the weights' head, replaced") for x in theirs]
+    discarded = [x.name for x in theirs[:-1] if x.kind != "norm"]  # their last dense: their classifier
+    if discarded:
+        report.discarded = discarded
+        report.random = [x.name for x in ours[:-1] if x.kind != "norm"]
 
 
 def _first_shape(item: _Item) -> str:

@@ -122,6 +122,7 @@ def _shape(shape) -> str:
 
 
 SHORT_KINDS = {
+    "adaptiveavgpool": "adaptive",
     "globalavgpool": "gap",
     "globalmaxpool": "gmp",
     "activation": "act",

@@ -21,6 +21,7 @@ from normscope.rundir.layout import (
     PER_CLASS,
     RERUN,
     RESULTS,
+    WEIGHTS,
     advice,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "PER_CLASS",
     "RERUN",
     "RESULTS",
+    "WEIGHTS",
     "RunBusy",
     "RunError",
     "advice",

@@ -17,6 +17,7 @@ __all__ = [
     "CONFUSION",
     "CURVES",
     "CONFUSION_PNG",
+    "WEIGHTS",
     "ATTRIBUTION_JSON",
     "RERUN",
     "advice",
@@ -35,12 +36,13 @@ PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
 CURVES = "curves.png"
 CONFUSION_PNG = "confusion.png"
+WEIGHTS = "weights.json"  # what a new run's pretrained weights loaded and left random
 
 
 def advice(path: Path) -> str:
     """What to do about a damaged file of a run directory."""
     path = Path(path)
-    if path.name == ENV:
+    if path.name in (ENV, WEIGHTS):
         return "it only records the environment: delete it or re-run the training"
     if path.name == BEST and (path.parent / LAST).is_file():
         return f"use {LAST} (--checkpoint last) or re-run the training"

@@ -158,6 +158,37 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("compile", (bool,), False, "torch.compile the model", option="--compile"),
     Setting(
+        "normalize",
+        (str, type(None)),
+        None,
+        "input standardization: ImageNet's channel means and stds, the training split's, or none "
+        "(default: imagenet with torchvision: weights, else dataset, or none with standardize: false)",
+        choices=("imagenet", "dataset", "none"),
+        option="--normalize",
+    ),
+    Setting(
+        "image_size",
+        (int, type(None)),
+        None,
+        "folder: data: the side of the square images the model sees (default: the description's input)",
+        low=1,
+        option="--image-size",
+    ),
+    Setting(
+        "resize",
+        (int, type(None)),
+        None,
+        "folder: data: the shorter side resized to this before the centre crop (default: image_size)",
+        low=1,
+        option="--resize",
+    ),
+    Setting(
+        "cache_features",
+        (bool,),
+        True,
+        "a frozen backbone's output computed once and reused by the epochs that train the head",
+    ),
+    Setting(
         "log",
         (str, list, type(None)),
         None,

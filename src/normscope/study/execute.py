@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from normscope import norms
-from normscope.data import load_dataset
+from normscope.data.load import check_data
 from normscope.model.graph import build_graph, param_totals
 from normscope.spec import load_spec
 from normscope.spec.overrides import Override
@@ -113,7 +113,7 @@ def _prepare(req: StudyRequest):
     data = req.settings.get("data") or spec.train.get("data")
     if not data:
         raise StudyError(f"{spec.file}: no data set: pass --data or set train.data in the description")
-    load_dataset(data, data_dir=req.data_dir)  # a missing or unknown data set fails before anything is written
+    check_data(data, data_dir=req.data_dir)  # a missing or unknown data set fails before anything is written
     suffix = "-by-" + "-".join(f.short for f in req.factors) if req.factors else ""
     study_dir = (Path(req.out) / runs.safe_name(spec.family + suffix, data)).resolve()
     plan = make_plan(req.description, spec.family, data, variants, req.seeds, dict(req.settings, data=data))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from normscope.data.batches import Splits, prepare_data
+from normscope.data.folder import ImageOptions
 from normscope.fileio import write_json
 from normscope.rundir.jsonfile import read_object
 from normscope.rundir.layout import CONFIG, RERUN
@@ -106,6 +107,7 @@ class RunConfig(FieldReads):
     standardize: bool
     split_seed: int
     sizes: dict[str, int] = field(default_factory=dict)
+    data_files: dict[str, str] | None = None  # an image folder's files per split: a hash of names and sizes
     input_shape: list[int] = field(default_factory=list)
     classes: int | None = None
     class_names: list[str]
@@ -196,6 +198,7 @@ class RunConfig(FieldReads):
             standardize=settings.standardize,
             split_seed=split_seed,
             sizes=splits.sizes,
+            data_files=getattr(splits, "fingerprints", None),
             input_shape=list(input_shape),
             classes=classes,
             class_names=list(splits.class_names),
@@ -231,7 +234,14 @@ class RunConfig(FieldReads):
             validation=self.validation,
             standardize=self.standardize,
             split_seed=self.split_seed,
+            normalize=self.train.normalize,
+            image=ImageOptions.of(self.train.image_size, self.train.resize),
         )
+        if self.data_files is not None and getattr(splits, "fingerprints", None) != self.data_files:
+            raise RunError(
+                f"{where or 'the run'}: the files of {self.data!r} found now are not the ones the run "
+                "was trained on (names or sizes differ)"
+            )
         saved = np.asarray(self.mean + self.std, dtype=np.float64)
         got = np.concatenate([splits.mean, splits.std])
         if saved.shape != got.shape or np.abs(saved - got).max() > STATS_TOLERANCE:

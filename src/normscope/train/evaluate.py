@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import normscope.train.runs as runs
-from normscope.data.batches import DeviceData, to_input
+from normscope.data.batches import to_input
 from normscope.errors import NormscopeError
 from normscope.model.layers.batchnorm import BatchNorm
 from normscope.model.weights import load_weights
@@ -25,6 +25,7 @@ __all__ = [
     "SCALAR_METRICS",
     "autocast",
     "predict_logits",
+    "predict_batches",
     "loss_and_accuracy",
     "test_metrics",
     "evaluate_best",
@@ -65,6 +66,27 @@ def predict_logits(
     return torch.cat(out) if out else torch.empty(0)
 
 
+@torch.no_grad()
+def predict_batches(model, batches, amp: bool = False, channels_last: bool = False, forward=None):
+    """(float32 logits, labels) of every (input, label) batch, ``model`` in eval mode;
+    ``forward`` (default: the model) maps a batch's input to its logits."""
+    was_training = model.training
+    model.eval()
+    forward = forward or model
+    out, labels = [], []
+    for xb, yb in batches:
+        if channels_last and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(xb.device, amp):
+            out.append(forward(xb).float())
+        labels.append(yb)
+        del xb  # not held while the next batch is made
+    model.train(was_training)
+    if not out:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(out), torch.cat(labels)
+
+
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     loss = F.cross_entropy(logits, y)
     correct = (logits.argmax(1) == y).sum()
@@ -80,7 +102,7 @@ def test_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
 
 
 def evaluate_best(
-    run_dir: Path, model, data: DeviceData, class_names: list[str], batch_size: int, amp: bool, channels_last: bool
+    run_dir: Path, model, data, class_names: list[str], batch_size: int, amp: bool, channels_last: bool
 ) -> dict:
     """Test (and validation) metrics of best.pt, loaded into ``model``, as results.json
     holds them; writes per_class.csv and confusion_matrix.csv of the test split."""
@@ -90,8 +112,8 @@ def evaluate_best(
     for split in ("val", "test"):
         if data.n(split) == 0:
             continue
-        logits = predict_logits(model, data.x[split], data.mean, data.std, batch_size, amp, channels_last)
-        m = test_metrics(logits, data.y[split])
+        logits, y = predict_batches(model, data.batches(split, batch_size), amp, channels_last)
+        m = test_metrics(logits, y)
         out[split] = {k: m[k] for k in SCALAR_METRICS} | {"n": int(data.n(split))}
         if split == "test":
             runs.write_per_class(run_dir / runs.PER_CLASS, class_names, m["per_class_accuracy"], m["confusion_matrix"])
@@ -152,12 +174,14 @@ def evaluate_run_bn_stats(
     amp, channels_last = run.config.precision_on(dev)  # on another kind of device: its defaults
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    x, y = s.images(split, dev), torch.from_numpy(s.y[split]).to(dev)
+    y = torch.from_numpy(s.y[split]).to(dev)
     out = {}
     for mode in bn_stats:
-        if mode == "running":
-            logits = predict_logits(model, x, mean, std, run.config.eval_batch_size, amp, channels_last)
+        if mode == "running":  # streamed batches: an image folder is never loaded whole
+            batches = ((to_input(xb.to(dev), mean, std), yb) for xb, yb in s.batches(split, run.config.eval_batch_size))
+            logits, _ = predict_batches(model, batches, amp, channels_last)
         else:
+            x = s.images(split, dev)
             logits = _batch_stats_logits(model, x, mean, std, run.config.train.batch_size, amp, channels_last)
         out[mode] = test_metrics(logits, y) | ({"weights_report": report} if report is not None else {})
     return out

@@ -13,6 +13,7 @@ from normscope.rundir.layout import (
     PER_CLASS,
     RERUN,
     RESULTS,
+    WEIGHTS,
     advice,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "CONFUSION",
     "CURVES",
     "CONFUSION_PNG",
+    "WEIGHTS",
     "RERUN",
     "advice",
 ]

@@ -32,16 +32,15 @@ import torch
 from torch import nn
 
 import normscope.train.runs as runs
-from normscope.data.batches import DeviceData, epoch_order, to_input
 from normscope.errors import SpecError
 from normscope.model.build import build_model, count_params
-from normscope.model.weights import load_weights
 from normscope.spec.provenance import provenance
 from normscope.train.callbacks import RunExtras
 from normscope.train.errors import RunError, RunInterrupted, TrainingFailed, interrupt_signals, interrupts_deferred
-from normscope.train.evaluate import autocast, evaluate_best, loss_and_accuracy, predict_logits
+from normscope.train.evaluate import autocast, evaluate_best, loss_and_accuracy, predict_batches
+from normscope.train.freeze import CachedFeatures, backbone_cut, frozen_norms, set_frozen_eval
 from normscope.train.optim import lr_factor, make_optimizer, set_lr
-from normscope.train.prepare import PreparedRun, commit_resume, new_run, reopen_run
+from normscope.train.prepare import PreparedRun, commit_resume, load_pretrained, new_run, reopen_run
 from normscope.train.progress import Reporter
 from normscope.train.settings import OVERRIDABLE
 from normscope.train.state import TrainState
@@ -65,6 +64,9 @@ def train(
     subset: int | None = None,
     test_subset: int | None = None,
     weights: str | None = None,
+    normalize: str | None = None,
+    image_size: int | None = None,
+    resize: int | None = None,
     device: str | None = "auto",
     fit_data: bool = False,
     compile: bool | None = None,
@@ -87,7 +89,9 @@ def train(
     class-stratified subsets of the training/test images. ``weights`` (a .pth state dict,
     relative to the working directory, or ``torchvision:NAME``) overrides ``train.weights``:
     pretrained weights loaded by structure into the new model (normscope.model.weights),
-    with a report of what was loaded. ``resume`` continues the run
+    with a report of what was loaded. ``normalize`` (imagenet | dataset | none), ``image_size`` and
+    ``resize`` (image folders) override ``train.normalize``, ``train.image_size``, ``train.resize``.
+    ``resume`` continues the run
     directory of a killed run (``epochs`` may extend it; everything else comes from the
     run). ``callbacks`` are called with each epoch's metrics row (plus ``train_seconds``,
     the training loop alone, and ``run_dir``) after its checkpoint is written. Raises
@@ -158,9 +162,12 @@ class Trainer:
         self.amp, self.channels_last = run.config.precision_on(run.device)
         self._build_model()
         if run.weights is not None:  # a new run's pretrained weights, read and matched by start_run
-            reporter.note(str(load_weights(self.model, run.weights)))
-            run.weights = None  # their memory goes back
-        self.data = DeviceData(run.splits, run.device, t.augment.crop)
+            load_pretrained(self.model, run, reporter)
+        # the images: every split on the device, or streamed from an image folder (by the source)
+        self.images = self.data = run.splits.feeder(run.device, t.augment.crop)
+        self.frozen_norms = frozen_norms(self.model, t.freeze)  # they train in evaluation mode
+        augmented = t.augment.crop > 0 or t.augment.flip
+        self.cut = backbone_cut(self.model, self.frozen_norms) if t.cache_features and not augmented else None
         self.n_train, self.has_val = self.data.n("train"), self.data.n("val") > 0
         self.steps_per_epoch = math.ceil(self.n_train / t.batch_size)
         self.total_steps = t.epochs * self.steps_per_epoch
@@ -193,6 +200,7 @@ class Trainer:
                 file=self.config.source,
             )
         self.forward = model.forward_with_aux if self.aux else model.forward
+        self.eval_forward = model
         if self.config.compile:
             self.forward = torch.compile(self.forward)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
@@ -228,6 +236,8 @@ class Trainer:
         runs.write_json(
             self.run_dir / runs.RESULTS, {"status": "running", "epochs_done": self.state.epoch, "epochs": epochs}
         )
+        if self.cut is not None and self.state.epoch < epochs:
+            self._cache_backbone()
         self.reporter.start(epochs, self.state.epoch, self.steps_per_epoch)
         try:
             for epoch in range(self.state.epoch, epochs):
@@ -270,25 +280,18 @@ class Trainer:
         t0 = time.perf_counter()
         t, dev, bs, state = self.settings, self.device, self.settings.batch_size, self.state
         self.reporter.epoch_start(epoch + 1)
-        order = epoch_order(self.n_train, t.seed, epoch, self.data.crop, t.augment.flip)
-        perm, offsets, flips = (None if v is None else v.to(dev) for v in order)
         self.model.train()
+        set_frozen_eval(self.model, self.frozen_norms)  # Keras' trainable=False: running statistics
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
         seen = 0
-        for b in range(self.steps_per_epoch):
-            sl = slice(b * bs, (b + 1) * bs)
-            idx = perm[sl]
-            xb = self.data.train_batch(
-                idx, None if offsets is None else offsets[sl], None if flips is None else flips[sl]
-            )
-            yb = self.data.y["train"][idx]
+        for b, (xb, yb) in enumerate(self.data.train_batches(t.seed, epoch, t.augment.flip, bs)):
             set_lr(self.optimizer, t.lr, lr_factor(state.step, self.total_steps, self.steps_per_epoch, t))
             loss, logits = self.train_step(xb, yb)
             state.step += 1
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
-            seen += len(idx)
+            seen += len(yb)
             if (b + 1) % self.check_every == 0 and b + 1 < self.steps_per_epoch:
                 running = loss_sum.item() / seen
                 if not math.isfinite(running):
@@ -308,10 +311,9 @@ class Trainer:
             "train_seconds": loop_seconds,
         }  # (not in metrics.csv: the training loop alone)
 
-    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a uint8 batch; (loss, main logits)."""
-        xb = to_input(x_uint8, self.data.mean, self.data.std)
-        if self.channels_last:
+    def train_step(self, xb: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch of inputs (images, or cached features); (loss, main logits)."""
+        if self.channels_last and xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp):
             if self.aux:
@@ -333,16 +335,23 @@ class Trainer:
         """(loss, accuracy) on the validation split; (None, None) without one."""
         if not self.has_val:
             return None, None
-        logits = predict_logits(
-            self.model,
-            self.data.x["val"],
-            self.data.mean,
-            self.data.std,
-            self.config.eval_batch_size,
-            self.amp,
-            self.channels_last,
+        batches = self.data.batches("val", self.config.eval_batch_size)
+        logits, y = predict_batches(self.model, batches, self.amp, self.channels_last, self.eval_forward)
+        return loss_and_accuracy(logits, y)
+
+    def _cache_backbone(self) -> None:
+        """The frozen backbone's output (up to ``self.cut``) once for every training and
+        validation image; the head's epochs train on it."""
+        t0 = time.perf_counter()
+        amp = lambda: autocast(self.device, self.amp)  # noqa: E731
+        self.data = CachedFeatures(self.model, self.images, self.cut, self.config.eval_batch_size, amp)
+        head = self.model.forward_from
+        self.forward = (lambda f: head(self.cut, f, want_aux=True)) if self.aux else (lambda f: head(self.cut, f))
+        self.eval_forward = lambda f: head(self.cut, f)
+        self.reporter.note(
+            f"frozen backbone up to '{self.cut}': its features computed once "
+            f"({self.data.nbytes / 2**20:,.1f} MiB, {time.perf_counter() - t0:.1f} s); the epochs train the head"
         )
-        return loss_and_accuracy(logits, self.data.y["val"])
 
     def checkpoint(self, improved: bool) -> None:
         """metrics.csv, then last.pt, then (when ``improved``) best.pt, Ctrl-C and SIGTERM
@@ -413,7 +422,7 @@ class Trainer:
                 evaluate_best(
                     run_dir,
                     self.model,
-                    self.data,
+                    self.images,
                     config.class_names,
                     config.eval_batch_size,
                     self.amp,

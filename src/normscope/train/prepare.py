@@ -21,11 +21,12 @@ import yaml
 
 import normscope.train.runs as runs
 from normscope.data.batches import Splits, prepare_data
+from normscope.data.folder import ImageOptions
 from normscope.errors import NormscopeError
 from normscope.model.build import build_model
 from normscope.model.diagnostics import too_large
 from normscope.model.graph import build_graph
-from normscope.model.weights import Weights, match_weights, read_weights, resolve_source
+from normscope.model.weights import TORCHVISION, Weights, load_weights, match_weights, read_weights, resolve_source
 from normscope.spec import load_spec
 from normscope.train import lock
 from normscope.train.callbacks import EarlyStopping, check_log
@@ -35,7 +36,7 @@ from normscope.train.progress import Reporter
 from normscope.train.settings import OVERRIDABLE, check_count, pick_device, resolve_settings
 from normscope.train.state import TrainState
 
-__all__ = ["PreparedRun", "start_run", "new_run", "reopen_run", "commit_resume", "fit_to_data"]
+__all__ = ["PreparedRun", "start_run", "new_run", "reopen_run", "commit_resume", "fit_to_data", "load_pretrained"]
 
 SPLIT_SEED = 0  # the splits depend on this only: runs with other training seeds see the same images
 
@@ -94,6 +95,7 @@ def start_run(
         check_count(test_subset, "--test-subset (test images)")
     settings.data = _data_of(spec, settings.data)
     settings.weights = _weights_of(spec, overrides.get("weights"), settings.weights)
+    resolve_data_options(spec, settings)
     runs.check_out_dir(out)  # before the data loads: a long run must not die at its first write
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser().resolve()
@@ -157,11 +159,34 @@ def _splits(settings, data_dir, test_subset: int | None) -> Splits:
         validation=settings.validation,
         standardize=settings.standardize,
         split_seed=SPLIT_SEED,
+        normalize=settings.normalize,
+        image=ImageOptions.of(settings.image_size, settings.resize),
     )
     for split in ("train", "test"):
         if len(splits.y[split]) == 0:
             raise NormscopeError(f"{settings.data}: the {split} split is empty; a run needs {split} images")
     return splits
+
+
+def resolve_data_options(spec, settings) -> None:
+    """Fill in ``settings.normalize`` (imagenet with torchvision: weights, all ImageNet's; else
+    dataset, or none without standardize) and, for an image folder, ``image_size`` (default: the
+    description's input) and ``resize`` (default: image_size); recorded in the run as resolved."""
+    if settings.normalize is None:
+        imagenet = bool(settings.weights) and str(settings.weights).startswith(TORCHVISION)
+        settings.normalize = "imagenet" if imagenet else "dataset" if settings.standardize else "none"
+    if not str(settings.data).startswith("folder:"):
+        return
+    if settings.image_size is None:
+        shape = spec.input_shape
+        if shape is None or shape[1] != shape[2]:
+            raise NormscopeError(
+                f"{settings.data}: image folders need an image size: set train.image_size "
+                "(or a square `input` in the description)"
+            )
+        settings.image_size = int(shape[1])
+    settings.resize = settings.resize or settings.image_size
+    ImageOptions.of(settings.image_size, settings.resize)  # checked now, before any work
 
 
 def _weights_of(spec, given: str | None, setting: str | None) -> str | None:
@@ -186,6 +211,17 @@ def _matched_weights(spec, source: str | None, input_shape, classes) -> Weights 
     return weights
 
 
+def load_pretrained(model, run: PreparedRun, reporter: Reporter) -> None:
+    """A new run's pretrained weights into ``model``, the report shown and written to weights.json;
+    a loud warning where layers stay random although the weights had layers for them."""
+    report = load_weights(model, run.weights)
+    run.weights = None  # their memory goes back
+    reporter.note(str(report))
+    runs.write_json(run.run_dir / runs.WEIGHTS, report.to_dict())
+    if report.warning():
+        reporter.warn_block(report.warning(), "pretrained layers left random")
+
+
 def _check_fits_memory(spec, input_shape, classes) -> None:
     """A model whose weights alone exceed this machine's memory is refused before it is built."""
     for problem in too_large(build_graph(spec, input_shape=input_shape, classes=classes)):
@@ -197,10 +233,11 @@ def _data_of(spec, data: str | None) -> str:
     if not data:
         raise NormscopeError(
             f"{spec.file}: no data set: pass --data (cifar100, fashion-mnist, "
-            "npz:PATH, synthetic) or set train.data in the description"
+            "npz:PATH, folder:PATH, synthetic) or set train.data in the description"
         )
-    if data.startswith("npz:") and Path(data[4:]).expanduser().exists():
-        return "npz:" + str(Path(data[4:]).expanduser().resolve())
+    for kind in ("npz:", "folder:"):
+        if data.startswith(kind) and Path(data[len(kind) :]).expanduser().exists():
+            return kind + str(Path(data[len(kind) :]).expanduser().resolve())
     return data
 
 

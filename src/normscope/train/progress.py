@@ -36,6 +36,13 @@ class Reporter:
         else:
             print(text, file=self.stream, flush=True)
 
+    def warn_block(self, text: str, title: str = "warning") -> None:
+        """A loud warning on stderr, a red panel (shown whatever the mode: it must not go unseen)."""
+        from rich.markup import escape
+        from rich.panel import Panel
+
+        Console(stderr=True).print(Panel(escape(text), title=f"[bold red]{escape(title)}[/]", border_style="red"))
+
     def start(self, epochs: int, first_epoch: int, steps: int) -> None:
         if self.mode != "bar":
             return

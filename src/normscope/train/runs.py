@@ -17,6 +17,7 @@ Layout (file names are the constants of :mod:`normscope.train.layout`)::
       curves.png          training curves
       confusion.png       the test confusion matrix of best.pt, plotted
       tensorboard/        event files for TensorBoard (train.log: tensorboard)
+      weights.json        what pretrained weights (train.weights) loaded and left random
       .lock               while a process trains here: its pid and host (normscope.train.lock)
 
 Checkpoints hold only tensors and plain containers, are written atomically (temporary
@@ -66,6 +67,7 @@ from normscope.train.layout import (
     PER_CLASS,
     RERUN,
     RESULTS,
+    WEIGHTS,
     advice,
 )
 from normscope.train.tables import (
@@ -89,6 +91,7 @@ __all__ = [
     "PER_CLASS",
     "CONFUSION",
     "CURVES",
+    "WEIGHTS",
     "HISTORY_COLUMNS",
     "Run",
     "RunConfig",
