@@ -26,7 +26,9 @@ from normscope.cli.common import (
     user_errors,
 )
 from normscope.model.diagnostics import diagnose_description
-from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
+from normscope.report.summary import human_flops, not_counted, print_diagnostics, render_keras, render_rich, summarize
+from normscope.report.variants import row as variant_row
+from normscope.report.variants import variant_summaries
 
 
 @user_errors
@@ -85,23 +87,8 @@ def variants(
 
     Also their FLOPs per image and the codes of their diagnostics."""
     rows, diagnosed = [], []
-    for key in norms.ALL_VARIANTS:
-        norm, reuse = norms.parse_variant(key)
-        s = summarize(file, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
-        rows.append(
-            {
-                "variant": key,
-                "name": s.name,
-                "total_params": s.total_params,
-                "trainable_params": s.trainable_params,
-                "non_trainable_params": s.non_trainable_params,
-                "classifier_input": sum(s.classifier_inputs.values()),
-                "composition": composition(s),
-                "short": _short_composition(s),
-                "total_flops": s.total_flops,
-                "diagnostics": [d.code for d in s.diagnostics],
-            }
-        )
+    for key, s in variant_summaries(file, input_shape=parse_shape(input), classes=classes):
+        rows.append(variant_row(key, s).to_dict())
         diagnosed += [(key, d) for d in s.diagnostics]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -117,7 +104,8 @@ def variants(
             f"{r['total_params']:,}",
             f"{r['trainable_params']:,}",
             f"{r['non_trainable_params']:,}",
-            human_flops(r["total_flops"]).removesuffix("FLOPs").strip(),
+            human_flops(r["total_flops"]).removesuffix("FLOPs").strip()
+            + (" + not counted" if r["flops_not_counted"] else ""),
             r["short"],
         )
     console.print(table)
@@ -127,12 +115,6 @@ def variants(
         )
     if diagnosed:
         console.print(f"(normscope summary {file} --norm NORM [--reuse] explains them)", highlight=False)
-
-
-def _short_composition(s) -> str:
-    feats = s.classifier_inputs.get("features", 0)
-    total = sum(s.classifier_inputs.values())
-    return str(total) if total == feats else f"{feats} + {total - feats} = {total}"
 
 
 @user_errors
@@ -150,7 +132,9 @@ def check(
             print_diagnostics(s.diagnostics, err_console, " (error)")
             failed.append(f"{f} ({len(s.diagnostics)})")
             continue
-        console.print(f"[green]ok[/] {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}")
+        console.print(
+            f"[green]ok[/] {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}{not_counted(s)}"
+        )
         print_diagnostics(s.diagnostics, console)
     if strict and failed:
         fail(f"--strict: diagnostics in {', '.join(map(str, failed))} (docs/diagnostics.md)")

@@ -32,6 +32,7 @@ def train_one(job: dict, on_epoch: Callable[[int], object] | None = None) -> dic
     called after each epoch's checkpoint is written."""
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
+    norms.load_plugins()  # the driver's --plugin files come through NORMSCOPE_PLUGINS
     run_dir = Path(job["run_dir"])
     state = run_state(run_dir)
     callbacks = [lambda row: on_epoch(row["epoch"])] if on_epoch else []

@@ -48,6 +48,15 @@ SHAPES = {
 DARK = {"pool", "pred", *norms.NORMS}
 
 
+def _add_norm_style(n: norms.NormSpec) -> None:
+    COLOURS.setdefault(n.short, n.style.hex)
+    SHAPES.setdefault(n.short, n.style.shape)
+    DARK.add(n.short)
+
+
+norms.on_register(_add_norm_style)
+
+
 def _fmt(shape) -> str:
     return "×".join(str(v) for v in shape)
 
