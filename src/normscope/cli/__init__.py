@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from normscope.cli import analysis, compare, draw, features, static, study, train
+from normscope.cli import analysis, compare, draw, export, features, static, study, train
 from normscope.cli.common import user_errors
 from normscope.norms import load_plugins
 from normscope.version import __version__
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="normscope: normalization layers and the reuse of their statistics in CNN classifiers.",
 )
-for _module in (static, draw, train, analysis, features, study, compare):
+for _module in (static, draw, train, analysis, features, study, compare, export):
     _module.register(app)
 
 
