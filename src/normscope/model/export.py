@@ -82,7 +82,8 @@ def export_model(model: NormscopeModel, path: str | Path, fmt: str = "onnx", wit
         raise ExportError(f"unknown format '{fmt}': choose from {', '.join(FORMATS)}")
     if with_stats and not model.classifier_input.reused:
         raise ExportError(
-            f"--with-stats: {model.graph.graph['name']} reuses no statistics (export a reuse variant, e.g. --norm bn --reuse)"
+            f"--with-stats: {model.graph.graph['name']} reuses no statistics "
+            "(export a reuse variant, e.g. --norm bn --reuse)"
         )
     model = model.cpu().eval()
     shape = tuple(model.graph.graph["input_shape"])
