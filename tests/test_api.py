@@ -31,8 +31,8 @@ def test_descriptions_from_text_and_mappings_name_their_source():
     try:
         normscope.describe(text)
     except normscope.SpecError as error:
-        assert re.fullmatch(r"<yaml [0-9a-f]{8}>:4: `norm`: unknown norm 'rms': is its plugin loaded\? \(--plugin FILE\)",
-                            str(error)), str(error)  # fmt: skip
+        want = r"<yaml [0-9a-f]{8}>:4: `norm`: unknown norm 'rms': is its plugin loaded\? \(--plugin FILE\)"
+        assert re.fullmatch(want, str(error)), str(error)
     else:
         raise AssertionError("norm: rms loaded without its plugin")
     spec = normscope.describe({"input": [3, 8, 8], "classes": 2, "layers": [{"conv": 2}, "flatten", "dense"]})
