@@ -213,3 +213,36 @@ def test_rmsnorm_plugin_end_to_end_from_fresh_processes(tmp_path):
     assert attributed.returncode == 0, attributed.stderr
     result = json.loads((tmp_path / "runs" / "one" / "attribution.json").read_text())
     assert {r["layer"] for r in result["layers"]} == {"rms1", "rms2"}
+
+
+def test_an_installed_packages_entry_point_registers_its_norm(tmp_path):
+    site = tmp_path / "site"
+    (site / "myrms-0.1.dist-info").mkdir(parents=True)
+    (site / "myrms.py").write_text(RMS.read_text())
+    (site / "myrms-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: myrms\nVersion: 0.1\n")
+    (site / "myrms-0.1.dist-info" / "entry_points.txt").write_text("[normscope.norms]\nrms = myrms\n")
+    out = _cli("variants", ROOT / "examples" / "perceptnet.yml", "--json",
+               env={"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{site}"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = {r["variant"]: r for r in json.loads(out.stdout)}
+    assert rows["rms_v2"]["total_params"] == 32_696 + 140 + 100 * 4 and rows["rms"]["flops_not_counted"]
+
+
+def test_ln_and_lrn_variants_count_what_the_built_modules_hold():
+    from typer.testing import CliRunner
+
+    from normscope import build_model, count_params
+    from normscope.cli import app
+
+    result = CliRunner().invoke(app, ["variants", str(ROOT / "examples" / "vgg16.yml"), "--json"])
+    rows = {r["variant"]: r for r in json.loads(result.output)}
+    for variant in ("ln", "ln_v2", "lrn", "lrn_v2"):
+        norm, reuse = norms.parse_variant(variant)
+        with torch.device("meta"):
+            model = build_model(ROOT / "examples" / "vgg16.yml", norm=norm, reuse=reuse)
+        assert (rows[variant]["trainable_params"], rows[variant]["non_trainable_params"]) == count_params(model)
+    # VGG16's slots: 16, 32, 64, 128 channels; ln adds 2C each, reused 2 values per layer x 100 classes
+    assert rows["ln"]["total_params"] - rows["none"]["total_params"] == 2 * 240
+    assert rows["ln_v2"]["total_params"] - rows["ln"]["total_params"] == 100 * 2 * 4
+    assert rows["lrn"]["total_params"] == rows["none"]["total_params"]
+    assert rows["lrn_v2"]["classifier_input"] == 512 + 240
