@@ -1,10 +1,7 @@
 """`normscope export`: the ONNX file run in onnxruntime gives the torch model's logits (and,
-with --with-stats, its reused statistics) for the thesis' 14 variants; a .pt2 program too."""
+with --with-stats, its reused statistics) for the thesis' 14 variants; a .pt2 program too.
+(A plugin's normalization, trained and exported from its run: tests/test_plugins.py.)"""
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,43 +64,3 @@ def test_pt2_program_and_refusals(tmp_path, one_thread):
     bad = CliRunner().invoke(app, ["export", str(desc), "-f", "tflite", "-o", str(tmp_path / "x.tflite")])
     assert bad.exit_code == 2 and "unknown format 'tflite': choose from onnx, pt2" in bad.output
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "x.tflite").exists()
-
-
-CHECK_PLUGIN_RUN = """
-import sys, numpy as np, onnxruntime as ort, torch
-from normscope.train.runs import load_run
-model = load_run(sys.argv[1]).load_model(device="cpu")
-x = torch.randn(2, *model.graph.graph["input_shape"])
-session = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
-logits, stats = session.run(None, {"image": x.numpy()})
-with torch.no_grad():
-    want_logits, want_stats = model.forward_with_stats(x)
-print(float(np.abs(logits - want_logits.numpy()).max()), float(np.abs(stats - want_stats.numpy()).max()), stats.shape)
-"""
-
-
-def test_a_plugin_norms_trained_run_exports_to_onnx(tmp_path):
-    """examples/plugins/rmsnorm.py: train one epoch, export the run, run it in onnxruntime (fresh processes)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    env.pop("NORMSCOPE_PLUGINS", None)
-    plugin = ROOT / "examples" / "plugins" / "rmsnorm.py"
-    cli = [sys.executable, "-m", "normscope", "--plugin", str(plugin)]
-    train = cli + ["train", str(ROOT / "examples" / "perceptnet.yml"), "--norm", "rms", "--reuse", "--epochs", "1"]
-    train += ["--data", "synthetic:train=40,test=20", "--fit-data", "--device", "cpu", "--out", str(tmp_path)]
-    trained = subprocess.run(train + ["--name", "r", "--progress", "none"], env=env, capture_output=True, text=True)
-    assert trained.returncode == 0, trained.stderr
-    out = tmp_path / "r.onnx"
-    done = subprocess.run(
-        cli + ["export", str(tmp_path / "r"), "--with-stats", "-o", str(out)], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    check = subprocess.run(
-        [sys.executable, "-c", CHECK_PLUGIN_RUN, str(tmp_path / "r"), str(out)],
-        env={**env, "NORMSCOPE_PLUGINS": str(plugin)},
-        capture_output=True,
-        text=True,
-    )
-    assert check.returncode == 0, check.stderr
-    logits_diff, stats_diff, shape = check.stdout.split(maxsplit=2)
-    assert float(logits_diff) < 1e-4 and float(stats_diff) < 1e-4 and shape.strip() == "(2, 4)"  # rms1..rms4
-    assert json.loads((tmp_path / "r" / "results.json").read_text())["status"] == "completed"

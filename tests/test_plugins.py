@@ -1,7 +1,7 @@
 """Normalizations through the public door: the built-ins pass the plugin check, LayerNorm and
 AlexNet's LRN against torch, plugins refused for what they break (the table unchanged), a
 description naming an unloaded plugin's norm, and examples/plugins/rmsnorm.py end to end
-from fresh processes (summary, draw to PDF, train, a 2-variant study, attribute)."""
+from fresh processes (summary, draw to PDF, train, ONNX export, a 2-variant study, attribute)."""
 
 import json
 import os
@@ -151,12 +151,28 @@ def test_a_plugin_that_registers_nothing_or_fails_is_refused(tmp_path):
         norms.load_plugin(tmp_path / "missing.py")
 
 
+def _python(*args, env=None, cwd=None):
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    full.pop("NORMSCOPE_PLUGINS", None)
+    full.update(env or {})
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=full, cwd=cwd)
+
+
 def _cli(*args, env=None, cwd=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    env.pop("NORMSCOPE_PLUGINS", None) if "NORMSCOPE_PLUGINS" not in (env or {}) else None
-    return subprocess.run(
-        [sys.executable, "-m", "normscope", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd
-    )
+    return _python("-m", "normscope", *args, env=env, cwd=cwd)
+
+
+CHECK_ONNX = """
+import sys, numpy as np, onnxruntime as ort, torch
+from normscope.train.runs import load_run
+model = load_run(sys.argv[1]).load_model(device="cpu")
+x = torch.randn(2, *model.graph.graph["input_shape"])
+session = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+logits, stats = session.run(None, {"image": x.numpy()})
+with torch.no_grad():
+    want_logits, want_stats = model.forward_with_stats(x)
+print(float(np.abs(logits - want_logits.numpy()).max()), float(np.abs(stats - want_stats.numpy()).max()), stats.shape)
+"""
 
 
 def test_a_description_naming_an_unloaded_norm_runs_no_code_and_says_how_to_load_it(tmp_path):
@@ -207,7 +223,15 @@ def test_rmsnorm_plugin_end_to_end_from_fresh_processes(tmp_path):
     runs = sorted(p.name for p in (tmp_path / "study").glob("*/runs/*") if (p / "results.json").is_file())
     assert runs == ["tiny_rms-s0", "tiny_rms_v2-s0"]
 
+    onnx = tmp_path / "one.onnx"
+    exported = _cli("--plugin", RMS, "export", tmp_path / "runs" / "one", "--with-stats", "-o", onnx)
+    assert exported.returncode == 0, exported.stderr
+
     # the environment variable loads it as well as --plugin does
+    checked = _python("-c", CHECK_ONNX, tmp_path / "runs" / "one", onnx, env={"NORMSCOPE_PLUGINS": str(RMS)})
+    assert checked.returncode == 0, checked.stderr
+    logits_diff, stats_diff, shape = checked.stdout.split(maxsplit=2)
+    assert float(logits_diff) < 1e-4 and float(stats_diff) < 1e-4 and shape.strip() == "(2, 2)"  # rms1, rms2
     attributed = _cli("attribute", tmp_path / "runs" / "one", "--samples", "8", "--methods", "ig",
                       env={"NORMSCOPE_PLUGINS": str(RMS)})  # fmt: skip
     assert attributed.returncode == 0, attributed.stderr

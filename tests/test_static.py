@@ -81,7 +81,7 @@ def test_norm_option_on_the_command_line_selects_per_image_bn_statistics():
     [
         ("bnreuse", "--norm-option must be NORM.KEY=VALUE"),
         ("bn.reuse_stat=image", "unknown norm option 'reuse_stat'; did you mean 'reuse_stats'?"),
-        ("xx.eps=0.1", "`norm_options` key 'xx' must be one of"),
+        ("xx.eps=0.1", "`norm_options`: unknown norm 'xx': is its plugin loaded? (--plugin FILE)"),
     ],
 )
 def test_bad_norm_options_are_refused(value, words):

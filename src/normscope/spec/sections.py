@@ -85,6 +85,8 @@ def parse_norm_options(doc) -> dict:
     if not isinstance(raw, dict):
         raise SpecError("`norm_options` must be a mapping {" + "|".join(norms.NORMS) + ": {...}}", file=file, line=line)
     for k, v in raw.items():
+        if k not in norms.NORMS and isinstance(k, str) and k.isalnum() and k.islower():
+            raise SpecError(f"`norm_options`: {norms.unknown_norm(k)}", file=file, line=line_of(raw, k))
         if k not in norms.NORMS or not isinstance(v, dict):
             raise SpecError(
                 f"`norm_options` key '{k}' must be one of {', '.join(norms.NORMS)} with a mapping",
