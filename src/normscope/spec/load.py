@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normscope.errors import SpecError
+from normscope.errors import SpecError, UnknownNorm
 from normscope.norms import ALL_VARIANTS, NORM_CHOICES, unknown_norm, variant_key, variant_name
 from normscope.spec.document import merge, where_key
 from normscope.spec.expand import Expander, Scope
@@ -100,7 +100,7 @@ def _choose_variant(doc: LDict, path: Path, norm, reuse) -> tuple[str, bool]:
     chosen_norm = norm if norm is not None else doc.get("norm", "none")
     if chosen_norm not in NORM_CHOICES:
         origin = "--norm" if norm is not None else "`norm`"
-        raise SpecError(
+        raise UnknownNorm(
             f"{origin}: {unknown_norm(chosen_norm)}{suggest(chosen_norm, NORM_CHOICES)}",
             **({} if norm is not None else where_key(doc, "norm", path)),
         )
@@ -119,7 +119,7 @@ def _check_variants(doc: LDict, path: Path) -> None:
     for key, over in variants.items():
         if key not in ALL_VARIANTS:
             unknown = key.removesuffix("_v2")
-            raise SpecError(
+            raise (UnknownNorm if unknown not in NORM_CHOICES and "_" not in unknown else SpecError)(
                 f"variant '{key}': {unknown_norm(unknown)}"
                 if unknown not in NORM_CHOICES and "_" not in unknown
                 else f"unknown variant '{key}'{suggest(key, ALL_VARIANTS)} (variants: {', '.join(ALL_VARIANTS)})",
