@@ -270,3 +270,23 @@ def test_ln_and_lrn_variants_count_what_the_built_modules_hold():
     assert rows["ln_v2"]["total_params"] - rows["ln"]["total_params"] == 100 * 2 * 4
     assert rows["lrn"]["total_params"] == rows["none"]["total_params"]
     assert rows["lrn_v2"]["classifier_input"] == 512 + 240
+
+
+@pytest.mark.parametrize(
+    "option,words",
+    [
+        ("size: 0", ":6: layer 'lrn1': key 'size' must be >= 1, got 0"),
+        ("k: 0.0", ":6: layer 'lrn1': key 'k' must be > 0, got 0.0"),
+        ("beta: fast", ":6: layer 'lrn1': key 'beta' must be a number, got 'fast'"),
+    ],
+)
+def test_declared_option_ranges_are_checked_with_file_and_line(option, words, tmp_path):
+    from normscope import SpecError, describe
+
+    desc = tmp_path / "d.yml"
+    desc.write_text(TINY.replace("input: auto", "input: [3, 8, 8]").replace("classes: auto", "classes: 2")
+                    .replace("  - norm\n  - maxpool", "  - norm: {" + option + "}\n  - maxpool"))  # fmt: skip
+    describe(desc, "none")  # without a normalization the slot disappears, and its options with it
+    with pytest.raises(SpecError) as err:
+        describe(desc, "lrn")
+    assert str(err.value) == f"{desc}{words}"
