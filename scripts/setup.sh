@@ -17,6 +17,6 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q ".[test,ray,tensorboard,svm]"
+.venv/bin/python -m pip install -q ".[test,ray,tensorboard,svm,onnx]"
 .venv/bin/normscope --help >/dev/null
 echo "normscope set up in .venv (activate with: source .venv/bin/activate)"

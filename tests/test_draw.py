@@ -224,8 +224,8 @@ def test_cli_formats_and_errors(tmp_path):
     assert count_taps(tex) == 4 and "\\NSSwatch{ns-" not in tex
     bad = runner.invoke(app, ["draw", str(ROOT / "examples" / "vgg16.yml"), "-o", str(tmp_path), "-f", "jpg"])
     assert bad.exit_code == 2 and "unknown format jpg" in bad.output
-    bad = runner.invoke(app, ["draw", str(ROOT / "examples" / "vgg16.yml"), "--norm", "ln"])
-    assert bad.exit_code == 2
+    bad = runner.invoke(app, ["draw", str(ROOT / "examples" / "vgg16.yml"), "--norm", "rms"])
+    assert bad.exit_code == 2 and "unknown norm 'rms': is its plugin loaded? (--plugin FILE)" in bad.output
 
 
 def test_draw_section_and_overrides(tmp_path):

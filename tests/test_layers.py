@@ -36,11 +36,11 @@ def test_layer_statistics_follow_the_table(short):
     and has the table's parameter count (Keras convention)."""
     norm = norms.NORMS[short]
     channels = 6
-    options = norm.options({})
+    options = norm.resolve({})
     layer = norm_layer_class(norm).from_options(channels, options)
     _, stats = layer.train()(_x(3, channels, 7, 7))
     assert [name for name, _ in stats] == [s.name for s in norm.stats]
-    assert all(t.shape == (3, norm.stat_size(channels, options)) for _, t in stats)
+    assert [tuple(t.shape) for _, t in stats] == [(3, size) for size in norm.stat_sizes(channels, options)]
     trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad)
     fixed = sum(p.numel() for p in layer.parameters() if not p.requires_grad) + sum(
         b.numel() for n, b in layer.named_buffers() if not n.endswith("num_batches_tracked")

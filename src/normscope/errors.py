@@ -28,3 +28,7 @@ class SpecError(NormscopeError):
             where += ": "
         layer = f"layer '{self.layer}': " if self.layer else ""
         return f"{where}{layer}{self.message}"
+
+
+class UnknownNorm(SpecError):
+    """A description names a normalization no loaded plugin has (normscope.norms.unknown_norm)."""

@@ -32,7 +32,9 @@ from normscope.cli.common import (
 from normscope.cli.importer import model_source
 from normscope.errors import NormscopeError
 from normscope.model.diagnostics import diagnose_description
-from normscope.report.summary import composition, human_flops, print_diagnostics, render_keras, render_rich, summarize
+from normscope.report.summary import human_flops, not_counted, print_diagnostics, render_keras, render_rich, summarize
+from normscope.report.variants import row as variant_row
+from normscope.report.variants import variant_summaries
 from normscope.spec.lint import lint
 
 
@@ -102,23 +104,8 @@ def variants(
     Also their FLOPs per image and the codes of their diagnostics."""
     rows, diagnosed = [], []
     base = variant_of(model_source(file, input), sets=sets, norm_option=norm_option)
-    for key in norms.ALL_VARIANTS:
-        norm, reuse = norms.parse_variant(key)
-        s = summarize(base, norm=norm, reuse=reuse, input_shape=parse_shape(input), classes=classes)
-        rows.append(
-            {
-                "variant": key,
-                "name": s.name,
-                "total_params": s.total_params,
-                "trainable_params": s.trainable_params,
-                "non_trainable_params": s.non_trainable_params,
-                "classifier_input": sum(s.classifier_inputs.values()),
-                "composition": composition(s),
-                "short": _short_composition(s),
-                "total_flops": s.total_flops,
-                "diagnostics": [d.code for d in s.diagnostics],
-            }
-        )
+    for key, s in variant_summaries(base, input_shape=parse_shape(input), classes=classes):
+        rows.append(variant_row(key, s).to_dict())
         diagnosed += [(key, d) for d in s.diagnostics]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -134,7 +121,8 @@ def variants(
             f"{r['total_params']:,}",
             f"{r['trainable_params']:,}",
             f"{r['non_trainable_params']:,}",
-            human_flops(r["total_flops"]).removesuffix("FLOPs").strip(),
+            human_flops(r["total_flops"]).removesuffix("FLOPs").strip()
+            + (" + not counted" if r["flops_not_counted"] else ""),
             r["short"],
         )
     console.print(table)
@@ -144,12 +132,6 @@ def variants(
         )
     if diagnosed:
         console.print(f"(normscope summary {file} --norm NORM [--reuse] explains them)", highlight=False)
-
-
-def _short_composition(s) -> str:
-    feats = s.classifier_inputs.get("features", 0)
-    total = sum(s.classifier_inputs.values())
-    return str(total) if total == feats else f"{feats} + {total - feats} = {total}"
 
 
 @user_errors
@@ -175,7 +157,9 @@ def check(
             continue
         buildable = not any(d.code == "too-large" for d in s.diagnostics)
         status = "[green]ok[/]" if buildable else "[bold yellow]valid, too large to build here[/]"
-        console.print(f"{status} {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}")
+        console.print(
+            f"{status} {f}: {s.name}, {s.total_params:,} params, {human_flops(s.total_flops)}{not_counted(s)}"
+        )
         print_diagnostics(s.diagnostics, console)
     if failed:
         fail(f"{'--strict: ' if strict else ''}{len(failed)} of {len(files)} files failed: {', '.join(failed)}")

@@ -58,10 +58,14 @@ class NormscopeModel(nn.Module):
         """The final dense layer; its input is the features plus any reused statistics."""
         return self.layers[self.output_name]
 
-    def _run(self, x: torch.Tensor, want_aux: bool, start: str = "input", stop: str | None = None):
-        """The plan from the output of ``start`` (``x``) on; the output of ``stop`` when given."""
+    def _run(
+        self, x: torch.Tensor, want_aux: bool, start: str = "input", stop: str | None = None, want_stats: bool = False
+    ):
+        """The plan from the output of ``start`` (``x``) on; the output of ``stop`` when given;
+        with ``want_stats`` the logits and the reused statistics."""
         values = {start: x}
         stats: dict[str, torch.Tensor] = {}  # classifier group name -> statistic
+        reused: list[torch.Tensor] = []
         first = 0 if start == "input" else [p[0] for p in self._plan].index(start) + 1
         for name, op, inputs, tapped, has_module in self._plan[first:]:
             if op == "norm":
@@ -86,6 +90,8 @@ class NormscopeModel(nn.Module):
             if name == stop:
                 return y
         logits = values[self.output_name]
+        if want_stats:
+            return logits, torch.cat(reused, dim=1) if reused else logits.new_zeros(logits.shape[0], 0)
         if want_aux:
             return logits, [(values[n], w) for n, w in self.aux_weights.items()]
         return logits
@@ -93,6 +99,10 @@ class NormscopeModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the classifier (softmax belongs to the loss)."""
         return self._run(x, want_aux=False)
+
+    def forward_with_stats(self, x: torch.Tensor):
+        """(logits, the reused statistics (B, reused size) in the classifier input's order)."""
+        return self._run(x, want_aux=False, want_stats=True)
 
     def forward_with_aux(self, x: torch.Tensor):
         """(logits, [(aux_logits, loss_weight), ...]) for models with auxiliary classifiers."""

@@ -89,7 +89,7 @@ def diagnose(graph: nx.DiGraph) -> list[Diagnostic]:
         one_pixel = _one_pixel(graph, name, norm)
         if one_pixel:
             out.append(one_pixel)
-        elif norm.per_image and norm.fixed_channel_mean(node["shape"][0], norm.options(node["args"])):
+        elif norm.per_image and norm.fixed_channel_mean(node["shape"][0], norm.resolve(node["args"])):
             out.extend(_constant_pooled(graph, name, norm))
     out.extend(_batch_stats_reuse(graph))
     out.extend(_nothing_reused(graph))
@@ -119,7 +119,7 @@ def _at(graph: nx.DiGraph, name: str) -> str:
 def _one_pixel(graph: nx.DiGraph, name: str, norm: norms.Norm) -> Diagnostic | None:
     node = graph.nodes[name]
     shape = node["in_shapes"][0]
-    problem = norm.one_pixel(shape, norm.options(node["args"]), bool(node["tapped"]))
+    problem = norm.one_pixel(shape, norm.resolve(node["args"]), bool(node["tapped"]))
     if problem is None:
         return None
     size = "1×1 maps" if len(shape) == 3 else "a flat input (one value per channel)"

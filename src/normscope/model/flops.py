@@ -4,21 +4,11 @@ Conventions (docs/dsl.md, "FLOPs"): a multiply-add counts 2, as `torch.utils.flo
 counts; convolutions and dense layers count exactly what `FlopCounterMode` counts on the
 built model (the products and sums of the kernel, not the bias or the activation).
 Normalizations count their elementwise work in evaluation mode, one FLOP per arithmetic
-operation on a value, per the formulas below; GDN also its k×k channel convolution on
-|z|^α. The statistics a tapped layer passes to the classifier count where computing them
-is extra work. Pooling, activations, dropout, padding, flatten, concatenation and add count
-0, as `FlopCounterMode` counts them.
-
-With n = C·H·W values of the normalization's input (C for a flat one) and C channels:
-
-- BatchNorm (evaluation): (x − μ)·s + β, 3 per value, and s = γ/√(σ² + ε), 3 per channel:
-  3n + 3C; reused with `reuse_stats: image`: + 4n for each image's means and variances.
-- InstanceNorm: its statistics, 4 per value (sum; subtract the mean, square, sum), then the
-  same normalization: 7n + 3C.
-- GroupNorm with G groups: 4n for the statistics, 3n to normalize, 2G for √(σ² + ε) per
-  group and C for γ per channel: 7n + 2G + C.
-- GDN with a k×k kernel on C×H×W: the convolution 2·H·W·C²·k², then |z|, ^α, + β, ^ε and
-  z / D, 5 per value: 2·H·W·C²·k² + 5n; reused: + n for the denominator's mean over H, W.
+operation on a value, by the `flops` rule of their entry in the norms table (the formulas
+are in `normscope.norms.builtin`); a normalization without one (a plugin's) is "not
+counted": its layers' FLOPs are None. The statistics a tapped layer passes to the
+classifier count where computing them is extra work. Pooling, activations, dropout,
+padding, flatten, concatenation and add count 0, as `FlopCounterMode` counts them.
 """
 
 from __future__ import annotations
@@ -42,53 +32,31 @@ def dense_flops(args: dict, ins: list[tuple], out: tuple) -> int:
     return 2 * ins[0][0] * args["units"]
 
 
-def _values(shape: tuple) -> int:
-    return math.prod(shape)
-
-
-def _bn(shape: tuple, options: dict, tapped: bool) -> int:
-    n, c = _values(shape), shape[0]
-    reused = 4 * n if tapped and options["reuse_stats"] == "image" else 0
-    return 3 * n + 3 * c + reused
-
-
-def _in(shape: tuple, options: dict, tapped: bool) -> int:
-    n, c = _values(shape), shape[0]
-    return 7 * n + 3 * c
-
-
-def _gn(shape: tuple, options: dict, tapped: bool) -> int:
-    n, c = _values(shape), shape[0]
-    groups = options["groups"] or norms.default_groups(c)
-    return 7 * n + 2 * groups + c
-
-
-def _gdn(shape: tuple, options: dict, tapped: bool) -> int:
-    n, (c, h, w) = _values(shape), shape
-    k = options["kernel"]
-    return 2 * h * w * c * c * k * k + 5 * n + (n if tapped else 0)
-
-
-# FLOPs of each normalization, by its short name in the norms table: (input shape, options, tapped)
-NORM_FLOPS: dict[str, Callable[[tuple, dict, bool], int]] = {"bn": _bn, "in": _in, "gn": _gn, "gdn": _gdn}
-
 # FLOPs of the other kinds that count: (args, input shapes, output shape)
 KIND_FLOPS: dict[str, Callable[[dict, list[tuple], tuple], int]] = {"conv": conv_flops, "dense": dense_flops}
 
 
-def node_flops(node: dict) -> int:
-    """FLOPs per image of one graph node."""
+def node_flops(node: dict) -> int | None:
+    """FLOPs per image of one graph node; None for a normalization without a FLOPs rule."""
     norm = norms.norm_of_kind(node["kind"])
     if norm is not None:
-        return NORM_FLOPS[norm.short](node["in_shapes"][0], norm.options(node["args"]), bool(node["tapped"]))
+        if norm.flops is None:
+            return None
+        return norm.flops(node["in_shapes"][0], norm.resolve(node["args"]), bool(node["tapped"]))
     rule = KIND_FLOPS.get(node["kind"])
     return rule(node["args"], node["in_shapes"], node["shape"]) if rule else 0
 
 
-def layer_flops(graph: nx.DiGraph) -> dict[str, int]:
+def layer_flops(graph: nx.DiGraph) -> dict[str, int | None]:
     """Layer name -> forward FLOPs per image, in network order."""
     return {name: node_flops(graph.nodes[name]) for name in graph.graph["order"]}
 
 
 def total_flops(graph: nx.DiGraph) -> int:
-    return sum(layer_flops(graph).values())
+    """The counted layers' FLOPs (see `uncounted` for the layers left out)."""
+    return sum(f for f in layer_flops(graph).values() if f is not None)
+
+
+def uncounted(graph: nx.DiGraph) -> list[str]:
+    """Layers whose FLOPs are not counted (normalizations without a FLOPs rule)."""
+    return [name for name, f in layer_flops(graph).items() if f is None]

@@ -156,7 +156,7 @@ def _classifier_input(g: nx.DiGraph, order: list[str], output: str, reuse: bool)
             layer=output,
         )
     classifier = ClassifierInput.build(
-        feature_src, features[0], [(n, norm_short(g.nodes[n]["kind"]), _stat_size(g.nodes[n])) for n in taps]
+        feature_src, features[0], [(n, norm_short(g.nodes[n]["kind"]), _stat_sizes(g.nodes[n])) for n in taps]
     )
     for name in taps:
         g.nodes[name]["tapped"] = True
@@ -187,9 +187,9 @@ def param_totals(g: nx.DiGraph) -> tuple[int, int]:
     return sum(t for t, _ in pairs), sum(f for _, f in pairs)
 
 
-def _stat_size(node: dict) -> int:
+def _stat_sizes(node: dict) -> tuple[int, ...]:
     norm = norms.norm_of_kind(node["kind"])
-    return norm.stat_size(node["shape"][0], norm.options(node["args"]))
+    return norm.stat_sizes(node["shape"][0], node["args"])
 
 
 def _insert_reuse_node(

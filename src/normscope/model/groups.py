@@ -48,13 +48,15 @@ class ClassifierInput:
     groups: tuple[ClassifierGroup, ...]
 
     @classmethod
-    def build(cls, feature_source: str, features: int, taps: list[tuple[str, str, int]]) -> "ClassifierInput":
-        """From the feature size and the tapped norm layers [(layer, norm short, size of each statistic)]."""
+    def build(
+        cls, feature_source: str, features: int, taps: list[tuple[str, str, tuple[int, ...]]]
+    ) -> "ClassifierInput":
+        """From the feature size and the tapped norm layers [(layer, norm short, each statistic's size)]."""
         groups = [ClassifierGroup(FEATURES, feature_source, None, None, 0, features)]
         start = features
-        for layer, short, size_in in taps:
+        for layer, short, sizes in taps:
             norm = norms.NORMS[short]
-            for stat in norm.stats:
+            for stat, size_in in zip(norm.stats, sizes):
                 groups.append(ClassifierGroup(f"{layer}.{stat.name}", layer, stat.name, short, start, size_in))
                 start += size_in
         return cls(tuple(groups))

@@ -190,8 +190,10 @@ class Normalization(Kind):
         return ins[0]
 
     def params(self, a, ins, out):
+        from normscope.norms.build import layer_params  # torch only for a norm without a params rule
+
         norm = norms.norm_of_kind(self.name)
-        return norm.params(out[0], norm.options(a))
+        return layer_params(norm, out[0], norm.resolve(a))
 
 
 KINDS: dict[str, Kind] = {
@@ -210,6 +212,12 @@ KINDS: dict[str, Kind] = {
         ZeroPad("zeropad", "pad"),
         Concat("concat", "cat"),
         Add("add", "+"),
-        *(Normalization(n.long, n.short) for n in norms.NORMS.values()),
     )
 }
+
+
+def _add_norm_kind(norm: norms.NormSpec) -> None:
+    KINDS[norm.long] = Normalization(norm.long, norm.short)
+
+
+norms.on_register(_add_norm_kind)

@@ -6,7 +6,6 @@ from the class named in their `normscope.norms` entry.
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from normscope import norms
 from normscope.keys import pair
 from normscope.model.kinds import effective_kernel, padding4, pool_window
+from normscope.norms.build import build_layer, layer_class
 
 ACTIVATIONS: dict[str, Callable | None] = {
     "relu": F.relu,
@@ -163,16 +163,15 @@ BUILDERS: dict[str, Callable] = {
 }
 
 
-def norm_layer_class(norm: norms.Norm) -> type[nn.Module]:
-    """The layer class a table entry names ("batchnorm:BatchNorm" in normscope.model.layers)."""
-    module, _, cls = norm.layer.partition(":")
-    return getattr(importlib.import_module(f"normscope.model.layers.{module}"), cls)
+def norm_layer_class(norm: norms.NormSpec) -> type[nn.Module]:
+    """The layer class a table entry names (the class, or "package.module:Class")."""
+    return layer_class(norm)
 
 
 def build_module(kind: str, args: dict, ins: list[tuple], final: bool = False) -> nn.Module | None:
     """The module of one node; None for kinds the model runs inline (concat, reuse)."""
     norm = norms.norm_of_kind(kind)
     if norm is not None:
-        return norm_layer_class(norm).from_options(ins[0][0], norm.options(args))
+        return build_layer(norm, ins[0][0], norm.resolve(args))
     builder = BUILDERS.get(kind)
     return builder(args, ins, final) if builder else None

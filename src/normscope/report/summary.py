@@ -24,7 +24,7 @@ class LayerRow:
     non_trainable: int
     role: str
     reused: list[str] = field(default_factory=list)  # group names this layer feeds to the classifier
-    flops: int = 0  # forward FLOPs per image (normscope.model.flops)
+    flops: int | None = 0  # forward FLOPs per image (normscope.model.flops); None: not counted
 
 
 @dataclass
@@ -48,13 +48,19 @@ class Summary:
 
     @property
     def total_flops(self) -> int:
-        return sum(row.flops for row in self.layers)
+        """The counted layers' FLOPs (a plugin's normalization without a FLOPs rule is not counted)."""
+        return sum(row.flops for row in self.layers if row.flops is not None)
+
+    @property
+    def flops_not_counted(self) -> list[str]:
+        return [row.name for row in self.layers if row.flops is None]
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["diagnostics"] = [d.to_dict() for d in self.diagnostics]
         out["total_params"] = self.total_params
         out["total_flops"] = self.total_flops
+        out["flops_not_counted"] = self.flops_not_counted
         out["features"] = self.classifier_inputs.get("features", 0)
         out["reused"] = sum(v for k, v in self.classifier_inputs.items() if k != "features")
         return out
@@ -127,8 +133,8 @@ SHORT_KINDS = {
     "globalmaxpool": "gmp",
     "activation": "act",
     "reuse": "concat stats",
-    **{n.long: n.short for n in norms.NORMS.values()},
 }
+norms.on_register(lambda n: SHORT_KINDS.setdefault(n.long, n.short))
 
 
 def render_rich(summary: Summary, console) -> None:
@@ -152,7 +158,7 @@ def render_rich(summary: Summary, console) -> None:
             _shape(row.output_shape),
             f"{row.trainable:,}" if row.trainable else "",
             f"{row.non_trainable:,}" if row.non_trainable else "",
-            f"{row.flops:,}" if row.flops else "",
+            "not counted" if row.flops is None else f"{row.flops:,}" if row.flops else "",
         ]
         if summary.reuse:
             cells.append(str(sum(summary.classifier_inputs[g] for g in row.reused)) if row.reused else "")
@@ -162,11 +168,17 @@ def render_rich(summary: Summary, console) -> None:
     console.print(f"Non-trainable params: {summary.non_trainable_params:,}")
     console.print(f"Total params:         {summary.total_params:,}  (Keras convention)")
     flops = summary.total_flops
-    console.print(f"FLOPs per image:      {flops:,}  ({human_flops(flops)}, multiply-add = 2)")
+    console.print(f"FLOPs per image:      {flops:,}  ({human_flops(flops)}, multiply-add = 2){not_counted(summary)}")
     console.print(f"Classifier input:     {composition(summary)}")
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     print_diagnostics(summary.diagnostics, console)
+
+
+def not_counted(summary: Summary) -> str:
+    """', not counted: rms1, rms2 (no FLOPs rule)' where layers are left out of the total."""
+    left = summary.flops_not_counted
+    return f"; not counted: {', '.join(left)} (no FLOPs rule)" if left else ""
 
 
 def human_flops(flops: int) -> str:

@@ -43,10 +43,11 @@ def where_key(doc: LDict, key: str, default_file) -> dict:
     return {"file": doc.key_files.get(key, default_file), "line": doc.line_of(key)}
 
 
-def read_document(path: Path, seen: tuple = ()) -> LDict:
-    """Read a description and the chain of files it `extends`, merged into one mapping."""
+def read_document(path: Path, seen: tuple = (), parsed=None) -> LDict:
+    """Read a description and the chain of files it `extends`, merged into one mapping;
+    `parsed`: its content already read (YAML text or a mapping given under the name `path`)."""
     path = Path(path)
-    doc = _read_one(path)
+    doc = _read_one(path, parsed)
     if "extends" not in doc:
         doc.setdefault("family", doc.get("name", path.stem))
         doc.key_lines.setdefault("family", doc.line)
@@ -62,9 +63,9 @@ def read_document(path: Path, seen: tuple = ()) -> LDict:
     return merged
 
 
-def _read_one(path: Path) -> LDict:
+def _read_one(path: Path, parsed=None) -> LDict:
     """One file: a mapping of known top-level keys, tagged with its file."""
-    doc = load_yaml(path)
+    doc = load_yaml(path) if parsed is None else parsed
     if doc is None:
         raise SpecError("the description is empty", file=path)
     if not isinstance(doc, dict):

@@ -73,25 +73,26 @@ def _pool_keys(name: str, op: str) -> KindKeys:
     )
 
 
-def _norm_keys() -> list[KindKeys]:
-    slot = KindKeys(
+def _norm_slot() -> KindKeys:
+    # `args` is the norms table's live dict of options: a plugin's options join it
+    return KindKeys(
         "norm",
         prefix="norm",
-        args=dict(norms.OPTIONS),
-        doc="A normalization slot: becomes the model's `norm` (" + " | ".join(norms.NORM_CHOICES) + ").",
+        args=norms.OPTIONS,
+        doc="A normalization slot: becomes the model's `norm` (none or a normalization's short name).",
     )
-    # a fixed layer takes its own normalization's options only (`- batchnorm: {kernel: 3}` is
-    # an error); a slot takes every option, since its normalization changes with the variant
-    fixed = [
-        KindKeys(
-            n.long,
-            prefix=n.short,
-            args={k: norms.OPTIONS[k] for k in n.defaults},
-            doc=f"A fixed {n.display} layer (not changed by `norm`).",
-        )
-        for n in norms.NORMS.values()
-    ]
-    return [slot, *fixed]
+
+
+def _add_norm_kind(n: norms.NormSpec) -> None:
+    """A fixed layer of each normalization, built-in or a plugin's: `- batchnorm`."""
+    # a fixed layer takes its own normalization's options only (`- batchnorm: {kernel: 3}` is an
+    # error); a slot takes every option, since its normalization changes with the variant
+    KINDS[n.long] = KindKeys(
+        n.long,
+        prefix=n.short,
+        args={k: norms.OPTIONS[k] for k in n.options},
+        doc=f"A fixed {n.display} layer (not changed by `norm`).",
+    )
 
 
 def other_norms_option(key: str) -> str:
@@ -172,9 +173,11 @@ KINDS: dict[str, KindKeys] = {
             doc="Element-wise sum (residual connection), optionally followed by an activation.",
             args={"activation": ACT_ARG},
         ),
-        *_norm_keys(),
+        _norm_slot(),
     )
 }
+norms.registry.RESERVED.update(KINDS)  # a normalization cannot take a kind's name
+norms.on_register(_add_norm_kind)
 
 COMMON_KEYS = {
     "name": "a unique layer name (used in state_dict keys, captions, `from`)",

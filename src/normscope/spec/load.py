@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normscope.errors import SpecError
-from normscope.norms import ALL_VARIANTS, NORM_CHOICES, variant_key, variant_name
-from normscope.spec.document import merge, read_document, where_key
+from normscope.errors import SpecError, UnknownNorm
+from normscope.norms import ALL_VARIANTS, NORM_CHOICES, unknown_norm, variant_key, variant_name
+from normscope.spec.document import merge, where_key
 from normscope.spec.expand import Expander, Scope
 from normscope.spec.model_spec import LayerSpec, ModelSpec
 from normscope.spec.overrides import Override, apply_overrides, unused_layer_overrides
 from normscope.spec.schema import AUGMENT_ARGS, DRAW_ARGS, TRAIN_ARGS, suggest, validate_mapping
 from normscope.spec.sections import check_blocks, parse_classes, parse_defaults, parse_input, parse_norm_options
+from normscope.spec.source import read_source, source_path
 from normscope.spec.variables import substitute
 from normscope.spec.variant import Variant, norm_option_overrides
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
@@ -50,8 +51,8 @@ def load_spec(
             return source
         overrides = tuple(source.overrides) + overrides
         source, norm, reuse, input_shape, classes = _reresolve(source, norm, reuse, input_shape, classes)
-    path = Path(source)
-    doc = read_document(path)
+    path = source_path(source)  # a file, or YAML text / a mapping under a name of its own
+    doc = read_source(path)
     chosen_norm, chosen_reuse = _choose_variant(doc, path, norm, reuse)
     doc = _merge_variant(doc, path, variant_key(chosen_norm, chosen_reuse))
     doc, layer_sets = apply_overrides(doc, tuple(overrides), path)
@@ -102,8 +103,8 @@ def _choose_variant(doc: LDict, path: Path, norm, reuse) -> tuple[str, bool]:
     chosen_norm = norm if norm is not None else doc.get("norm", "none")
     if chosen_norm not in NORM_CHOICES:
         origin = "--norm" if norm is not None else "`norm`"
-        raise SpecError(
-            f"{origin}: '{chosen_norm}' is not one of {', '.join(NORM_CHOICES)}{suggest(chosen_norm, NORM_CHOICES)}",
+        raise UnknownNorm(
+            f"{origin}: {unknown_norm(chosen_norm)}{suggest(chosen_norm, NORM_CHOICES)}",
             **({} if norm is not None else where_key(doc, "norm", path)),
         )
     chosen_reuse = reuse if reuse is not None else doc.get("reuse", False)
@@ -120,8 +121,11 @@ def _check_variants(doc: LDict, path: Path) -> None:
     where = {"file": doc.key_files.get("variants")}
     for key, over in variants.items():
         if key not in ALL_VARIANTS:
-            raise SpecError(
-                f"unknown variant '{key}'{suggest(key, ALL_VARIANTS)} (variants: {', '.join(ALL_VARIANTS)})",
+            unknown = key.removesuffix("_v2")
+            raise (UnknownNorm if unknown not in NORM_CHOICES and "_" not in unknown else SpecError)(
+                f"variant '{key}': {unknown_norm(unknown)}"
+                if unknown not in NORM_CHOICES and "_" not in unknown
+                else f"unknown variant '{key}'{suggest(key, ALL_VARIANTS)} (variants: {', '.join(ALL_VARIANTS)})",
                 **where,
                 line=line_of(variants, key),
             )

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import yaml
 
 from normscope import norms
-from normscope.errors import SpecError
+from normscope.errors import SpecError, UnknownNorm
 from normscope.spec.kinds import COMMON_KEYS, KINDS
 from normscope.spec.schema import AUGMENT_ARGS, DRAW_ARGS, TRAIN_ARGS, check_value, suggest
 from normscope.spec.yamlio import LDict, parse_value, plain
@@ -128,9 +128,9 @@ def check_path(path: tuple[str, ...], origin: str) -> None:
         _known(path[1], DRAW_ARGS, "draw", origin, key)
     elif root == "norm_options":
         if path[1] not in norms.NORMS:
-            raise SpecError(
-                f"{origin} {key}: unknown norm '{path[1]}'{suggest(path[1], norms.NORMS)} "
-                f"(norms: {', '.join(norms.NORMS)})"
+            raise UnknownNorm(
+                f"{origin} {key}: unknown norm '{path[1]}': is its plugin loaded? (--plugin FILE)"
+                f"{suggest(path[1], norms.NORMS)} (norms: {', '.join(norms.NORMS)})"
             )
         _known(path[2], norms.NORMS[path[1]].defaults, f"norm_options.{path[1]}", origin, key)
 

@@ -7,7 +7,7 @@ turned into what the expander and the ModelSpec need.
 from __future__ import annotations
 
 from normscope import norms
-from normscope.errors import SpecError
+from normscope.errors import SpecError, UnknownNorm
 from normscope.spec.kinds import KINDS, other_norms_option
 from normscope.spec.schema import suggest
 from normscope.spec.yamlio import LDict, file_of, line_of, plain
@@ -85,6 +85,8 @@ def parse_norm_options(doc) -> dict:
     if not isinstance(raw, dict):
         raise SpecError("`norm_options` must be a mapping {" + "|".join(norms.NORMS) + ": {...}}", file=file, line=line)
     for k, v in raw.items():
+        if k not in norms.NORMS and isinstance(k, str) and k.isalnum() and k.islower():
+            raise UnknownNorm(f"`norm_options`: {norms.unknown_norm(k)}", file=file, line=line_of(raw, k))
         if k not in norms.NORMS or not isinstance(v, dict):
             raise SpecError(
                 f"`norm_options` key '{k}' must be one of {', '.join(norms.NORMS)} with a mapping",

@@ -120,7 +120,11 @@ def read_text(path: Path) -> str:
 
 def load_yaml(path: Path):
     """Parse a YAML file into LDict/LList; syntax errors become SpecError with the line."""
-    text = read_text(path)
+    return parse_yaml(read_text(path), path)
+
+
+def parse_yaml(text: str, path: Path):
+    """Parse YAML text (read from `path`, or given as text under that name) into LDict/LList."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except SpecError as exc:

@@ -151,7 +151,7 @@ def execute_study(req: StudyRequest, engine: Engine, log=print, console=None) ->
             if job.data.startswith("npz:") and Path(job.data[4:]).expanduser().exists():
                 job.data = "npz:" + str(Path(job.data[4:]).expanduser().resolve())
         todo = [j for j in jobs if not is_finished(j)]
-        engine.settle(todo, sum(param_totals(build_graph(spec))))
+        engine.settle(todo, _weights(spec))
         plan["runs"] = plan_runs(jobs, study_dir)
         plan["engine"] = engine.describe()
         runs.write_json(study_dir / STUDY, plan)
@@ -172,6 +172,13 @@ def execute_study(req: StudyRequest, engine: Engine, log=print, console=None) ->
         _record(plan, study_dir, board, time.time() - start)
         write_comparison(collect([study_dir]), study_dir)
         return study_dir
+
+
+def _weights(spec) -> int:
+    """The model's weight count for the engine's choices; 0 while `input`/`classes` wait for the data."""
+    if spec.input_shape is None or spec.classes is None:
+        return 0
+    return sum(param_totals(build_graph(spec)))
 
 
 def run_study(

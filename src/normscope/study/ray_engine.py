@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from normscope import norms
 from normscope.fileio import atomic_write
 from normscope.study.plan import StudyError
 from normscope.study.progress import Board
@@ -120,6 +121,8 @@ def check_options(opts: RayOptions) -> None:
 def connect(ray, address: str | None) -> None:
     """Join the cluster at `address`, or start Ray embedded on this machine."""
     kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if os.environ.get(norms.plugins.ENV):  # --plugin files: workers on the cluster's nodes load them too
+        kwargs["runtime_env"] = {"env_vars": {norms.plugins.ENV: os.environ[norms.plugins.ENV]}}
     if address is None:  # a new instance, even where `ray start` runs (that one is --address auto)
         address, kwargs["include_dashboard"] = "local", False
     where = f"--address {address}" if address != "local" else "Ray embedded on this machine"

@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from normscope import norms
 from normscope.analysis import attribute_run
 from normscope.study.plan import Job, needs_attribution, run_state
 from normscope.train import TrainingFailed, train
@@ -29,6 +30,7 @@ Report = Callable[[dict], object]
 def train_one(job: Job | dict, on_epoch: Callable[[int], object] | None = None) -> dict:
     """One (cell, variant, seed): train or resume, then attribute a reuse run. `on_epoch(epoch)`
     is called after each epoch's checkpoint is written."""
+    norms.load_plugins()  # the driver's --plugin files come through NORMSCOPE_PLUGINS
     job = Job.from_dict(job) if isinstance(job, dict) else job
     if job.threads:
         torch.set_num_threads(job.threads)

@@ -44,7 +44,7 @@ import numpy
 import torch
 
 from normscope.data.batches import Splits, to_input
-from normscope.errors import SpecError
+from normscope.errors import SpecError, UnknownNorm
 from normscope.fileio import safe_component, write_json
 from normscope.model.build import build_model
 from normscope.rundir.dirs import check_out_dir, effective_status, safe_name
@@ -326,5 +326,7 @@ def run_spec(path: Path):
     """The ModelSpec of a run's description.yml; a damaged one is a RunError saying so."""
     try:
         return load_spec(Path(path) / DESCRIPTION)
+    except UnknownNorm:
+        raise  # not damaged: its plugin is not loaded
     except SpecError as exc:
         raise RunError(f"{exc}; {RERUN}") from None

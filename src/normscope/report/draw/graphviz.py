@@ -37,6 +37,13 @@ SHAPES = {
 }
 
 
+def _add_norm_style(n: norms.NormSpec) -> None:
+    SHAPES.setdefault(n.short, n.style.shape)  # (its colour: normscope.report.draw.palette)
+
+
+norms.on_register(_add_norm_style)
+
+
 def _fmt(shape) -> str:
     return "×".join(str(v) for v in shape)
 

@@ -48,6 +48,14 @@ STYLE_NAMES = {
 }
 
 
+def _add_norm_style(n: norms.NormSpec) -> None:
+    ATTACHED.add(n.long)
+    STYLE_NAMES.setdefault(n.short, n.display)
+
+
+norms.on_register(_add_norm_style)
+
+
 def style_of(node: dict) -> tuple[str, bool]:
     kind = node["kind"]
     if kind in norms.BY_KIND:

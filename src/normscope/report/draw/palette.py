@@ -34,7 +34,24 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     **NEUTRAL,
     **{alias: CHROMATIC[style] for alias, style in ALIASES.items()},
 }
-DARK = {style for style, rgb in PALETTE.items() if 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] < 110}
+
+
+def _dark(rgb) -> bool:
+    return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] < 110
+
+
+DARK = {style for style, rgb in PALETTE.items() if _dark(rgb)}
+
+
+def _add_norm(n: norms.NormSpec) -> None:
+    """A normalization registered later (a plugin's) gets its colour too."""
+    CHROMATIC.setdefault(n.short, n.style.rgb)
+    PALETTE.setdefault(n.short, n.style.rgb)
+    if _dark(n.style.rgb):
+        DARK.add(n.short)
+
+
+norms.on_register(_add_norm)
 
 
 def hex_of(style: str) -> str:
