@@ -183,6 +183,11 @@ def test_local_engine_refuses_impossible_parallelism(parallel):
         (["--parallel", "1000"], "at most"),
         (["--seeds", "1e20"], "Invalid value for '--seeds'"),
         (["--factor", "norm_options.bn.momentum=0.9"], "at least two different levels"),
+        pytest.param(
+            ["--gpu"],
+            "no CUDA GPU is available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="refused only without CUDA"),
+        ),
     ],
 )
 def test_study_refuses_bad_options_before_writing(tmp_path, args, words):
