@@ -21,7 +21,7 @@ WITH_FOLDER = re.compile(rf"(?<![\w$<{{/.~:-])((?:[\w.-]+/)+[\w.*-]+\.(?:{EXTENS
 BARE_MARKDOWN = re.compile(r"(?<![\w/.-])([\w-]+\.md)\b")
 # places of a user's own data and outputs in command examples (`runs/<run>/best.pt`,
 # `npz:path/x.npz`, the birds set's `lists/train.txt`): not files of the repository
-USER_PLACES = ("runs/", "studies/", "RUN/", "path/", "lists/")
+USER_PLACES = ("runs/", "studies/", "RUN/", "path/", "lists/", "clipart/", "tuned/")
 OUTSIDE = ("/work/", "shared/reference", "../shared")
 
 

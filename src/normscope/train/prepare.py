@@ -28,6 +28,7 @@ from normscope.model.diagnostics import too_large
 from normscope.model.graph import build_graph
 from normscope.model.weights import TORCHVISION, Weights, load_weights, match_weights, read_weights, resolve_source
 from normscope.spec import load_spec
+from normscope.spec.schema import check_setting
 from normscope.train import lock
 from normscope.train.callbacks import EarlyStopping, check_log
 from normscope.train.checkpoint import LAST_KEYS
@@ -324,7 +325,7 @@ def _reopen(run_dir: Path, epochs, device, data_dir, reporter: Reporter, held: l
     done = int(checkpoint["epoch"]) if checkpoint else 0
     extend_to = None
     if epochs is not None:
-        epochs = check_count(epochs, "--epochs")
+        epochs = check_setting("epochs", epochs, "--epochs")
         if epochs < done:
             raise NormscopeError(f"--epochs {epochs}: {run_dir} has already done {done} epochs")
         if epochs != config.train.epochs:
