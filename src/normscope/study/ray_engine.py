@@ -238,17 +238,23 @@ def _outcome(ray, ref, job: dict, board: Board) -> dict:
     return result
 
 
-def _drain(ray, tracker, board: Board):
-    """Pass the tasks' events to the board; None when the tracker is gone (its node died)."""
+def _drain(ray, tracker, pending, board: Board, wait: float = 0.0):
+    """Pass the tasks' events to the board: (tracker, the drain call still out). A drain call
+    that has not answered yet (a loaded machine) is waited for, not given up; the tracker is
+    None when it is gone (its node died)."""
     if tracker is None:
-        return None
+        return None, None
+    pending = pending or tracker.drain.remote()
+    ready, _ = ray.wait([pending], timeout=wait)
+    if not ready:
+        return tracker, pending
     try:
-        for event in ray.get(tracker.drain.remote(), timeout=30):
+        for event in ray.get(pending):
             board.event(event)
     except ray.exceptions.RayError:
         board.note("lost the progress tracker (its node died?); results still arrive")
-        return None
-    return tracker
+        return None, None
+    return tracker, None
 
 
 def run_ray(todo: list[dict], study_dir: Path, opts: RayOptions, device: str, board: Board) -> list[dict]:
@@ -276,16 +282,17 @@ def run_ray(todo: list[dict], study_dir: Path, opts: RayOptions, device: str, bo
             f"Ray: {len(refs)} tasks of {cpus:g} CPU, {gpus:g} GPU (up to {opts.retries} retries each) on "
             f"{nodes} node(s) with {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
         )
-        pending, results = list(refs), []
+        pending, results, draining = list(refs), [], None
         while pending:
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
-            tracker = _drain(ray, tracker, board)
+            tracker, draining = _drain(ray, tracker, draining, board, wait=1.0 if ready else 0.0)
             for ref in ready:
                 job = refs[ref]
                 result = _outcome(ray, ref, job, board)
                 results.append(result)
                 board.finished(Path(job["run_dir"]).name, result)
             board.refresh()
+        _drain(ray, tracker, draining, board, wait=30.0)  # the events still on their way
         return results
     finally:
         ray.shutdown()
