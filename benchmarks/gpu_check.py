@@ -1,0 +1,512 @@
+"""One prepared GPU check: everything CUDA-specific in normscope, verified in one short run.
+
+Drives normscope through its command line (``python -m normscope ...`` in subprocesses, the
+working tree's sources first on PYTHONPATH), each step timed, everything written under --out:
+
+1. train   every variant of both thesis architectures (examples/perceptnet.yml and
+           examples/vgg16.yml) for 1 epoch on synthetic CIFAR-sized data (3x32x32, 100
+           classes) with the device's defaults (on CUDA: bfloat16 autocast, channels_last,
+           data on the device); then ``eval``, ``attribute`` and ``features`` on the reuse run
+           of each: metrics finite, ``eval`` equal to results.json's "test" within a tolerance.
+2. resume  a 2-epoch run SIGKILLed after its first checkpoint, then ``train --resume``, against
+           an uninterrupted run of the same seed: final weights (last.pt "model") equal on the
+           CPU; on CUDA within a stated tolerance (bfloat16 and non-deterministic kernels).
+3. study   a 14-run study (7 variants x 2 seeds) of vgg16 with several runs packed: the local
+           engine (``--parallel 7``) and embedded Ray (``--engine ray --gpus-per-run 1/7``),
+           wall time against one run at a time (``--parallel 1``).
+4. speed   benchmarks/train_throughput.py for vgg16_bn_v2 and perceptnet_gdn_v2 on a
+           CIFAR-sized epoch (50 000 images), without and with ``--compile``.
+5. a summary table on stdout and OUT/summary.json; exit status 1 when a check failed.
+
+    python benchmarks/gpu_check.py                  # on a CUDA machine (about 6-8 min on an H100)
+    python benchmarks/gpu_check.py --cpu-smoke      # all steps at toy sizes on the CPU (< 1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from normscope.norms import VARIANTS, parse_variant  # noqa: E402  (no torch)
+
+ARCHS = {"perceptnet": ROOT / "examples" / "perceptnet.yml", "vgg16": ROOT / "examples" / "vgg16.yml"}
+INSPECTED = {"perceptnet": "gdn_v2", "vgg16": "bn_v2"}  # eval, attribute, features on these runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and tolerances of one mode (the GPU check or the CPU smoke test)."""
+
+    device: str
+    data: str  # steps 1 and 2
+    batch: int
+    variants: tuple[str, ...]  # per architecture in step 1
+    attribute: tuple[str, ...]  # `normscope attribute` options
+    resume_data: str
+    study_data: str
+    study_variants: str
+    study_seeds: int
+    parallel: str
+    ray: tuple[str, ...]  # `--engine ray` resource options
+    throughput: tuple[str, ...]  # benchmarks/train_throughput.py options
+    compile: bool
+    jobs: int  # subprocesses at once in steps 1 and 2
+    timeout: int  # seconds, per subprocess
+    eval_tol: dict = field(default_factory=dict)  # metric -> absolute tolerance
+    resume_tol: float | None = None  # None: bit-exact
+
+
+GPU = Plan(
+    device="cuda",
+    data="synthetic:train=10000,test=2000,size=32,classes=100",
+    batch=128,
+    variants=VARIANTS,
+    attribute=("--samples", "500"),
+    resume_data="synthetic:train=10000,test=1000,size=32,classes=100",
+    study_data="synthetic:train=5000,test=1000,size=32,classes=100",
+    study_variants="all",
+    study_seeds=2,
+    parallel="7",
+    ray=("--gpus-per-run", "1/7", "--cpus-per-run", "2"),
+    throughput=("--n", "50000", "--epochs", "2", "--batch-size", "128"),
+    compile=True,
+    jobs=4,
+    timeout=240,
+    # eval and the trainer both run bfloat16 autocast: equal up to non-deterministic kernels
+    eval_tol={"loss": 2e-3, "accuracy": 2e-3, "top5_accuracy": 2e-3},
+    # relative: |resumed - uninterrupted| / |uninterrupted - epoch-1 weights| (L2 over all weights)
+    resume_tol=0.05,
+)
+SMOKE = Plan(
+    device="cpu",
+    data="synthetic:train=64,test=32,size=16,classes=100",
+    batch=16,
+    variants=("bn_v2", "gdn_v2"),
+    attribute=("--samples", "16", "--baseline-samples", "16", "--steps", "4", "--repeats", "1"),
+    resume_data="synthetic:train=384,test=32,size=16,classes=100",
+    study_data="synthetic:train=48,test=24,size=16,classes=10",
+    study_variants="in_v2",
+    study_seeds=2,
+    parallel="2",
+    ray=("--cpus-per-run", "1"),
+    throughput=("--n", "64", "--size", "16", "--epochs", "2", "--batch-size", "16", "--workers", "0"),
+    compile=False,
+    jobs=2,
+    timeout=120,
+    eval_tol={"loss": 1e-5, "accuracy": 0.0, "top5_accuracy": 0.0},
+    resume_tol=None,
+)
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "ok"  # ok | failed | skipped
+    reason: str = ""
+    seconds: float = 0.0
+    numbers: dict = field(default_factory=dict)
+
+    def fail(self, why: str) -> None:
+        self.status = "failed"
+        self.reason = f"{self.reason}; {why}" if self.reason else why
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Runner:
+    """Runs commands with a timeout, each one's output in OUT/logs/NAME.log."""
+
+    def __init__(self, out: Path, plan: Plan):
+        self.out, self.plan = out, plan
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+        env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        env.setdefault("RAY_AUTH_MODE", "disabled")
+        if plan.device == "cpu":
+            env.setdefault("OMP_NUM_THREADS", "1")
+        self.env = env
+
+    def popen(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.out / "logs" / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.out)
+
+    def run(self, name: str, args: list[str], timeout: int | None = None) -> tuple[str, float]:
+        """The command's output; StepFailed with its last line when it fails or times out."""
+        start = time.perf_counter()
+        proc = self.popen(name, args)
+        try:
+            code = proc.wait(timeout=timeout or self.plan.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise StepFailed(f"{name}: timed out after {timeout or self.plan.timeout} s") from None
+        text = (self.out / "logs" / f"{name}.log").read_text(errors="replace")
+        if code != 0:
+            last = [line for line in text.splitlines() if line.strip()][-1:] or ["(no output)"]
+            raise StepFailed(f"{name}: exit status {code}: {last[0].strip()[:300]}")
+        return text, time.perf_counter() - start
+
+    def many(self, commands: dict[str, list[str]]) -> dict[str, tuple[str, float]]:
+        with ThreadPoolExecutor(self.plan.jobs) as pool:
+            futures = {name: pool.submit(self.run, name, args) for name, args in commands.items()}
+        return {name: f.result() for name, f in futures.items()}  # the first failure raises
+
+
+def ns(*args: str) -> list[str]:
+    return [sys.executable, "-m", "normscope", *args]
+
+
+def variant_options(variant: str) -> list[str]:
+    norm, reuse = parse_variant(variant)
+    return ["--norm", norm, "--reuse" if reuse else "--no-reuse"]
+
+
+def finite_numbers(obj, where: str) -> int:
+    """How many numbers `obj` (parsed JSON) holds; StepFailed at the first non-finite one."""
+    if isinstance(obj, dict):
+        return sum(finite_numbers(v, f"{where}.{k}") for k, v in obj.items())
+    if isinstance(obj, list):
+        return sum(finite_numbers(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise StepFailed(f"{where} is {obj}")
+    return int(isinstance(obj, (int, float)) and not isinstance(obj, bool))
+
+
+def train_args(plan: Plan, arch: str, variant: str, out: Path, name: str, data: str, epochs: int) -> list[str]:
+    return ns(
+        "train", str(ARCHS[arch]), *variant_options(variant), "--data", data, "--fit-data",
+        "--epochs", str(epochs), "--batch-size", str(plan.batch), "--out", str(out), "--name", name,
+        "--device", plan.device, "--progress", "none",
+    )  # fmt: skip
+
+
+def check_run(run: Path, device: str) -> dict:
+    """A finished run's results: completed, finite, on `device`, with the device's defaults."""
+    results = json.loads((run / "results.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    if results["status"] != "completed":
+        raise StepFailed(f"{run.name}: status {results['status']}: {results.get('message')}")
+    finite_numbers(results["test"], f"{run.name} results.json test")
+    for row in (run / "metrics.csv").read_text().splitlines()[1:]:
+        for value in row.split(","):
+            if value and not math.isfinite(float(value)):
+                raise StepFailed(f"{run.name}/metrics.csv has {value}")
+    if not str(results["device"]).startswith(device):
+        raise StepFailed(f"{run.name} trained on {results['device']}, not {device}")
+    if device == "cuda" and not (config["amp"] and config["channels_last"]):
+        raise StepFailed(f"{run.name}: CUDA defaults not in effect (amp {config['amp']}, channels_last {config['channels_last']})")
+    return {
+        "test_accuracy": round(results["test"]["accuracy"], 4),
+        "test_loss": round(results["test"]["loss"], 4),
+        "train_images_per_second": round(results["train_images_per_second"]),
+        "amp": config["amp"],
+        "channels_last": config["channels_last"],
+    }
+
+
+def inspect_run(runner: Runner, run: Path) -> dict:
+    """eval (against results.json "test"), attribute and features on one run."""
+    plan, name = runner.plan, run.name
+    features = run.parent / f"{name}-features.npz"
+    outputs = runner.many(
+        {
+            f"{name}-eval": ns("eval", str(run), "--json", "--device", plan.device),
+            f"{name}-attribute": ns("attribute", str(run), *plan.attribute, "--device", plan.device),
+            f"{name}-features": ns("features", str(run), "--layer", "classifier", "--out", str(features),
+                                   "--device", plan.device),
+        }
+    )  # fmt: skip
+    text = outputs[f"{name}-eval"][0]
+    evaluated = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    trained = json.loads((run / "results.json").read_text())["test"]
+    finite_numbers(evaluated, f"{name} eval")
+    gaps = {k: abs(evaluated[k] - trained[k]) for k in plan.eval_tol}
+    for k, gap in gaps.items():
+        if gap > plan.eval_tol[k]:
+            raise StepFailed(f"{name}: eval {k} {evaluated[k]:.6g} vs trainer's {trained[k]:.6g} (tolerance {plan.eval_tol[k]})")
+    n_attr = finite_numbers(json.loads((run / "attribution.json").read_text()), f"{name} attribution.json")
+    import numpy as np
+
+    with np.load(features) as f:
+        shapes = {k: list(f[k].shape) for k in ("x_train", "x_test")}
+        if not all(np.isfinite(f[k]).all() for k in ("x_train", "x_val", "x_test")):
+            raise StepFailed(f"{features.name} holds non-finite features")
+        if len(f["x_test"]) != trained["n"] or len(f["y_test"]) != trained["n"]:
+            raise StepFailed(f"{features.name}: {len(f['x_test'])} test rows, the run has {trained['n']}")
+    return {
+        "eval_max_gap": max(gaps.values()),
+        "attribution_numbers": n_attr,
+        "features_shapes": shapes,
+        "seconds": {k.removeprefix(f"{name}-"): round(s, 1) for k, (_, s) in outputs.items()},
+    }
+
+
+def step_train(runner: Runner, step: Step) -> None:
+    plan, out = runner.plan, runner.out / "train"
+    commands = {
+        f"{arch}_{v}": train_args(plan, arch, v, out, f"{arch}_{v}", plan.data, 1) for arch in ARCHS for v in plan.variants
+    }
+    seconds = runner.many(commands)
+    step.numbers["data"] = plan.data
+    step.numbers["runs"] = {name: {**check_run(out / name, plan.device), "wall_seconds": round(s, 1)}
+                            for name, (_, s) in seconds.items()}  # fmt: skip
+    step.numbers["eval_tolerance"] = plan.eval_tol
+    for arch, variant in INSPECTED.items():
+        step.numbers[f"{arch}_{variant} inspected"] = inspect_run(runner, out / f"{arch}_{variant}")
+
+
+def step_resume(runner: Runner, step: Step) -> None:
+    plan, out = runner.plan, runner.out / "resume"
+    arch, variant = "vgg16", "bn_v2"  # BatchNorm buffers, dropout masks, Adam state: all must be restored
+    whole = runner.popen("resume-uninterrupted", train_args(plan, arch, variant, out, "whole", plan.resume_data, 2))
+    killed = runner.popen("resume-killed", train_args(plan, arch, variant, out, "killed", plan.resume_data, 2))
+    run = out / "killed"
+    deadline = time.time() + plan.timeout
+    while not ((run / "last.pt").exists() and "\n1," in _read(run / "metrics.csv")):
+        if killed.poll() is not None:
+            raise StepFailed(f"the run to kill exited ({killed.returncode}) before its first checkpoint was seen")
+        if time.time() > deadline:
+            killed.kill()
+            raise StepFailed("no checkpoint within the timeout")
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    epoch1 = out / "epoch1.pt"
+    shutil.copy(run / "last.pt", epoch1)
+    if whole.wait(timeout=plan.timeout) != 0:
+        raise StepFailed(f"the uninterrupted run failed: see {out.parent.name}/logs/resume-uninterrupted.log")
+    runner.run("resume-resumed", ns("train", "--resume", str(run), "--device", plan.device, "--progress", "none"))
+    check_run(run, plan.device)
+    results = json.loads((run / "results.json").read_text())
+    if results["epochs_done"] != 2:
+        raise StepFailed(f"the resumed run did {results['epochs_done']} epochs, not 2")
+    step.numbers.update(compare_weights(run / "last.pt", out / "whole" / "last.pt", epoch1, plan.resume_tol))
+
+
+def compare_weights(resumed: Path, whole: Path, epoch1: Path, tolerance: float | None) -> dict:
+    import torch
+
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+    first = load(epoch1)
+    if first["epoch"] != 1:
+        raise StepFailed(f"the run was killed after epoch {first['epoch']}, not 1")
+    a, b, e1 = load(resumed)["model"], load(whole)["model"], first["model"]
+    if a.keys() != b.keys():
+        raise StepFailed("the resumed and the uninterrupted run hold different tensors")
+    diff = moved = max_abs = 0.0
+    for k in a:
+        x, y, z = (t.double() for t in (a[k], b[k], e1[k]))
+        max_abs = max(max_abs, (x - y).abs().max().item() if x.numel() else 0.0)
+        diff += ((x - y) ** 2).sum().item()
+        moved += ((y - z) ** 2).sum().item()
+    relative = math.sqrt(diff) / math.sqrt(moved) if moved else math.inf
+    numbers = {"tensors": len(a), "max_abs_difference": max_abs, "relative_l2_difference": relative,
+               "epoch2_movement_l2": math.sqrt(moved),
+               "tolerance": "bit-exact" if tolerance is None else f"relative L2 <= {tolerance}"}  # fmt: skip
+    if tolerance is None and max_abs != 0.0:
+        raise StepFailed(f"resumed weights differ from the uninterrupted run's (max |diff| {max_abs:.3g})")
+    if tolerance is not None and not relative <= tolerance:
+        raise StepFailed(f"resumed weights {relative:.3g} of an epoch's movement away (tolerance {tolerance})")
+    return numbers
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def one_study(runner: Runner, name: str, engine: list[str]) -> dict:
+    plan, out = runner.plan, runner.out / "study" / name
+    args = ns(
+        "study", str(ARCHS["vgg16"]), "--variants", plan.study_variants, "--seeds", str(plan.study_seeds),
+        "--epochs", "1", "--data", plan.study_data, "--batch-size", str(plan.batch), "--no-attribute",
+        "--device", plan.device, "--out", str(out), *engine,
+    )  # fmt: skip
+    text, seconds = runner.run(f"study-{name}", args, timeout=3 * plan.timeout)
+    study = json.loads(next(out.glob("*/study.json")).read_text())
+    bad = [r for r in study["runs"] if r["result"] != "completed"]
+    if bad:
+        raise StepFailed(f"study {name}: {len(bad)} runs not completed ({bad[0]['variant']} s{bad[0]['seed']})")
+    for r in study["runs"]:
+        check_run(next(out.glob("*")) / r["run_dir"], plan.device)
+    how = next((line.rsplit("(", 1)[-1].rstrip(")") for line in text.splitlines() if "to run (" in line), "")
+    return {"wall_seconds": round(seconds, 1), "runs": len(study["runs"]), "how": how}
+
+
+def ray_missing() -> str | None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "Ray is not installed (pip install 'normscope[ray]')"
+    return None
+
+
+def step_study(runner: Runner, step: Step) -> None:
+    plan = runner.plan
+    serial = one_study(runner, "one-at-a-time", ["--parallel", "1"])
+    step.numbers["parallel 1"] = serial
+    packed = one_study(runner, "local", ["--parallel", plan.parallel])
+    packed["speedup"] = round(serial["wall_seconds"] / packed["wall_seconds"], 2)
+    step.numbers[f"parallel {plan.parallel}"] = packed
+    missing = ray_missing()
+    if missing:
+        step.reason = f"Ray skipped: {missing}"
+        return
+    ray = one_study(runner, "ray", ["--engine", "ray", *plan.ray])
+    ray["speedup"] = round(serial["wall_seconds"] / ray["wall_seconds"], 2)
+    step.numbers["ray " + " ".join(plan.ray)] = ray
+
+
+def step_throughput(runner: Runner, step: Step) -> None:
+    plan = runner.plan
+    script = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), *plan.throughput, "--device", plan.device]
+    models = {"vgg16_bn_v2": ["--model", str(ARCHS["vgg16"]), "--norm", "bn", "--reuse"],
+              "perceptnet_gdn_v2": ["--model", str(ARCHS["perceptnet"]), "--norm", "gdn", "--reuse"]}  # fmt: skip
+    for name, model in models.items():
+        text, seconds = runner.run(f"throughput-{name}", [*script, *model], timeout=2 * plan.timeout)
+        r = json.loads(text[text.index("{") : text.rindex("}") + 1])
+        row = {
+            "normscope_images_per_second": round(r["normscope"]["images_per_second"]),
+            "plain_images_per_second": round(r["plain"]["images_per_second"]),
+            "ratio": round(r["ratio"], 2),
+            "input_pipelines_ratio": round(r["data_pipeline_only"]["ratio"], 2),
+            "wall_seconds": round(seconds, 1),
+        }
+        if plan.compile:
+            text, seconds = runner.run(f"throughput-{name}-compile", [*script, *model, "--compile", "--only", "normscope"],
+                                       timeout=2 * plan.timeout)  # fmt: skip
+            c = json.loads(text[text.index("{") : text.rindex("}") + 1])["normscope"]
+            row["compiled_images_per_second"] = round(c["images_per_second"])
+            row["compiled_ratio"] = round(c["images_per_second"] / r["plain"]["images_per_second"], 2)
+            row["compile_wall_seconds"] = round(seconds, 1)
+        finite_numbers(row, name)
+        if not min(v for k, v in row.items() if k.endswith("per_second")) > 0:
+            raise StepFailed(f"{name}: a rate is not positive")
+        step.numbers[name] = row
+    if not plan.compile:
+        step.reason = "--compile skipped on --cpu-smoke (torch.compile takes minutes on 2 CPU cores)"
+
+
+STEPS = (
+    ("train", "every variant, 1 epoch; eval, attribute, features", step_train),
+    ("resume", "killed after epoch 1, resumed, against an uninterrupted run", step_resume),
+    ("study", "variants x seeds packed: local engine and Ray against one at a time", step_study),
+    ("throughput", "trainer against the plain PyTorch loop, with and without --compile", step_throughput),
+)
+
+
+def machine(plan: Plan) -> dict:
+    import platform
+
+    import torch
+
+    info = {"torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count()}
+    if plan.device == "cuda":
+        info["device"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["device"] = f"cpu ({platform.machine()})"
+    info["load_average"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def short(numbers: dict) -> str:
+    """The headline numbers of a step, for the table."""
+    parts = []
+    for key, value in numbers.items():
+        if isinstance(value, dict) and "speedup" in value:
+            parts.append(f"{key}: {value['wall_seconds']} s ({value['speedup']}x)")
+        elif isinstance(value, dict) and "wall_seconds" in value and "runs" in value:
+            parts.append(f"{key}: {value['wall_seconds']} s")
+        elif isinstance(value, dict) and "ratio" in value:
+            extra = f", compiled {value['compiled_ratio']}x" if "compiled_ratio" in value else ""
+            parts.append(f"{key}: {value['ratio']}x plain{extra}")
+        elif key == "runs":
+            accs = [r["test_accuracy"] for r in value.values()]
+            parts.append(f"{len(value)} runs, test accuracy {min(accs):.3f}-{max(accs):.3f}")
+        elif key.endswith("inspected"):
+            parts.append(f"{key.split()[0]} eval gap {value['eval_max_gap']:.2g}")
+        elif key in ("max_abs_difference", "relative_l2_difference"):
+            parts.append(f"{key} {value:.3g}")
+    return "; ".join(parts)
+
+
+def print_table(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"normscope GPU check: {summary['mode']} on {summary['machine']['device']}, "
+                  f"torch {summary['machine']['torch']}")  # fmt: skip
+    for column in ("step", "status", "seconds", "numbers / reason"):
+        table.add_column(column, overflow="fold")
+    for s in summary["steps"]:
+        colour = {"ok": "green", "failed": "red", "skipped": "yellow"}[s["status"]]
+        text = "; ".join(filter(None, [short(s["numbers"]), s["reason"]]))
+        table.add_row(s["name"], f"[{colour}]{s['status']}[/]", f"{s['seconds']:.1f}", text)
+    Console(width=160).print(table)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cpu-smoke", action="store_true", help="every step at toy sizes on the CPU")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: ./gpu-check-DATE-TIME)")
+    p.add_argument("--steps", default=",".join(s[0] for s in STEPS), help="comma-separated subset of the steps")
+    args = p.parse_args(argv)
+    plan = SMOKE if args.cpu_smoke else GPU
+    if not args.cpu_smoke:
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: no CUDA device here; run with --cpu-smoke for the CPU version", file=sys.stderr)
+            return 2
+    out = (args.out or Path(f"gpu-check-{datetime.datetime.now():%Y%m%d-%H%M%S}")).resolve()
+    if out.exists() and any(out.iterdir()):
+        print(f"error: --out {out} is not empty", file=sys.stderr)
+        return 2
+    runner = Runner(out, plan)
+    chosen = args.steps.split(",")
+    summary = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "machine": machine(plan), "out": str(out), "steps": []}
+    start = time.perf_counter()
+    for name, what, run in STEPS:
+        step = Step(name)
+        if name not in chosen:
+            step.status, step.reason = "skipped", "not in --steps"
+        else:
+            t0 = time.perf_counter()
+            try:
+                run(runner, step)
+            except StepFailed as exc:
+                step.fail(str(exc))
+            except Exception as exc:  # a bug in a step must not hide the others' results
+                step.fail(f"{type(exc).__name__}: {exc}")
+            step.seconds = round(time.perf_counter() - t0, 1)
+        summary["steps"].append({"what": what, **step.__dict__})
+        print(f"{name}: {step.status} ({step.seconds} s) {step.reason}", file=sys.stderr, flush=True)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+    summary["ok"] = all(s["status"] != "failed" for s in summary["steps"])
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_table(summary)
+    print(f"{summary['wall_seconds']} s; summary: {out / 'summary.json'}; logs: {out / 'logs'}")
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
