@@ -53,7 +53,7 @@ class Plan:
     device: str
     data: str  # steps 1 and 2
     batch: int
-    variants: tuple[str, ...]  # per architecture in step 1
+    variants: tuple[str, ...] | None  # per architecture in step 1; None: the inspected one only
     attribute: tuple[str, ...]  # `normscope attribute` options
     resume_data: str
     study_data: str
@@ -65,6 +65,7 @@ class Plan:
     compile: bool
     jobs: int  # subprocesses at once in steps 1 and 2
     timeout: int  # seconds, per subprocess
+    overlap: bool  # the study alongside the other steps (its timings then mean nothing)
     eval_tol: dict = field(default_factory=dict)  # metric -> absolute tolerance
     resume_tol: float | None = None  # None: bit-exact
 
@@ -85,6 +86,7 @@ GPU = Plan(
     compile=True,
     jobs=4,
     timeout=240,
+    overlap=False,
     # eval and the trainer both run bfloat16 autocast: equal up to non-deterministic kernels
     eval_tol={"loss": 2e-3, "accuracy": 2e-3, "top5_accuracy": 2e-3},
     # relative: |resumed - uninterrupted| / |uninterrupted - epoch-1 weights| (L2 over all weights)
@@ -94,9 +96,9 @@ SMOKE = Plan(
     device="cpu",
     data="synthetic:train=64,test=32,size=16,classes=100",
     batch=16,
-    variants=("bn_v2", "gdn_v2"),
+    variants=None,
     attribute=("--samples", "16", "--baseline-samples", "16", "--steps", "4", "--repeats", "1"),
-    resume_data="synthetic:train=384,test=32,size=16,classes=100",
+    resume_data="synthetic:train=256,test=32,size=16,classes=100",
     study_data="synthetic:train=48,test=24,size=16,classes=10",
     study_variants="in_v2",
     study_seeds=2,
@@ -106,6 +108,7 @@ SMOKE = Plan(
     compile=False,
     jobs=2,
     timeout=120,
+    overlap=True,
     eval_tol={"loss": 1e-5, "accuracy": 0.0, "top5_accuracy": 0.0},
     resume_tol=None,
 )
@@ -210,7 +213,9 @@ def check_run(run: Path, device: str) -> dict:
     if not str(results["device"]).startswith(device):
         raise StepFailed(f"{run.name} trained on {results['device']}, not {device}")
     if device == "cuda" and not (config["amp"] and config["channels_last"]):
-        raise StepFailed(f"{run.name}: CUDA defaults not in effect (amp {config['amp']}, channels_last {config['channels_last']})")
+        raise StepFailed(
+            f"{run.name}: CUDA defaults not in effect (amp {config['amp']}, channels_last {config['channels_last']})"
+        )
     return {
         "test_accuracy": round(results["test"]["accuracy"], 4),
         "test_loss": round(results["test"]["loss"], 4),
@@ -220,18 +225,20 @@ def check_run(run: Path, device: str) -> dict:
     }
 
 
-def inspect_run(runner: Runner, run: Path) -> dict:
-    """eval (against results.json "test"), attribute and features on one run."""
-    plan, name = runner.plan, run.name
-    features = run.parent / f"{name}-features.npz"
-    outputs = runner.many(
-        {
-            f"{name}-eval": ns("eval", str(run), "--json", "--device", plan.device),
-            f"{name}-attribute": ns("attribute", str(run), *plan.attribute, "--device", plan.device),
-            f"{name}-features": ns("features", str(run), "--layer", "classifier", "--out", str(features),
-                                   "--device", plan.device),
-        }
-    )  # fmt: skip
+def inspections(plan: Plan, run: Path) -> dict[str, list[str]]:
+    """The commands that inspect one run: eval, attribute, features."""
+    name, features = run.name, run.parent / f"{run.name}-features.npz"
+    return {
+        f"{name}-eval": ns("eval", str(run), "--json", "--device", plan.device),
+        f"{name}-attribute": ns("attribute", str(run), *plan.attribute, "--device", plan.device),
+        f"{name}-features": ns("features", str(run), "--layer", "classifier", "--out", str(features),
+                               "--device", plan.device),
+    }  # fmt: skip
+
+
+def check_inspection(plan: Plan, run: Path, outputs: dict[str, tuple[str, float]]) -> dict:
+    """eval against results.json "test", attribution.json and the features finite."""
+    name, features = run.name, run.parent / f"{run.name}-features.npz"
     text = outputs[f"{name}-eval"][0]
     evaluated = json.loads(text[text.index("{") : text.rindex("}") + 1])
     trained = json.loads((run / "results.json").read_text())["test"]
@@ -239,7 +246,9 @@ def inspect_run(runner: Runner, run: Path) -> dict:
     gaps = {k: abs(evaluated[k] - trained[k]) for k in plan.eval_tol}
     for k, gap in gaps.items():
         if gap > plan.eval_tol[k]:
-            raise StepFailed(f"{name}: eval {k} {evaluated[k]:.6g} vs trainer's {trained[k]:.6g} (tolerance {plan.eval_tol[k]})")
+            raise StepFailed(
+                f"{name}: eval {k} {evaluated[k]:.6g} vs trainer's {trained[k]:.6g} (tolerance {plan.eval_tol[k]})"
+            )
     n_attr = finite_numbers(json.loads((run / "attribution.json").read_text()), f"{name} attribution.json")
     import numpy as np
 
@@ -253,22 +262,27 @@ def inspect_run(runner: Runner, run: Path) -> dict:
         "eval_max_gap": max(gaps.values()),
         "attribution_numbers": n_attr,
         "features_shapes": shapes,
-        "seconds": {k.removeprefix(f"{name}-"): round(s, 1) for k, (_, s) in outputs.items()},
+        "seconds": {k.removeprefix(f"{name}-"): round(s, 1) for k, (_, s) in outputs.items() if k.startswith(name)},
     }
 
 
 def step_train(runner: Runner, step: Step) -> None:
     plan, out = runner.plan, runner.out / "train"
+    variants = {arch: plan.variants or (INSPECTED[arch],) for arch in ARCHS}
     commands = {
-        f"{arch}_{v}": train_args(plan, arch, v, out, f"{arch}_{v}", plan.data, 1) for arch in ARCHS for v in plan.variants
+        f"{arch}_{v}": train_args(plan, arch, v, out, f"{arch}_{v}", plan.data, 1)
+        for arch in ARCHS
+        for v in variants[arch]
     }
     seconds = runner.many(commands)
     step.numbers["data"] = plan.data
     step.numbers["runs"] = {name: {**check_run(out / name, plan.device), "wall_seconds": round(s, 1)}
                             for name, (_, s) in seconds.items()}  # fmt: skip
     step.numbers["eval_tolerance"] = plan.eval_tol
-    for arch, variant in INSPECTED.items():
-        step.numbers[f"{arch}_{variant} inspected"] = inspect_run(runner, out / f"{arch}_{variant}")
+    inspected = [out / f"{arch}_{variant}" for arch, variant in INSPECTED.items()]
+    outputs = runner.many({k: v for run in inspected for k, v in inspections(plan, run).items()})
+    for run in inspected:
+        step.numbers[f"{run.name} inspected"] = check_inspection(plan, run, outputs)
 
 
 def step_resume(runner: Runner, step: Step) -> None:
@@ -377,7 +391,13 @@ def step_study(runner: Runner, step: Step) -> None:
 
 def step_throughput(runner: Runner, step: Step) -> None:
     plan = runner.plan
-    script = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), *plan.throughput, "--device", plan.device]
+    script = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "train_throughput.py"),
+        *plan.throughput,
+        "--device",
+        plan.device,
+    ]
     models = {"vgg16_bn_v2": ["--model", str(ARCHS["vgg16"]), "--norm", "bn", "--reuse"],
               "perceptnet_gdn_v2": ["--model", str(ARCHS["perceptnet"]), "--norm", "gdn", "--reuse"]}  # fmt: skip
     for name, model in models.items():
@@ -391,8 +411,8 @@ def step_throughput(runner: Runner, step: Step) -> None:
             "wall_seconds": round(seconds, 1),
         }
         if plan.compile:
-            text, seconds = runner.run(f"throughput-{name}-compile", [*script, *model, "--compile", "--only", "normscope"],
-                                       timeout=2 * plan.timeout)  # fmt: skip
+            compiled = [*script, *model, "--compile", "--only", "normscope"]
+            text, seconds = runner.run(f"throughput-{name}-compile", compiled, timeout=2 * plan.timeout)
             c = json.loads(text[text.index("{") : text.rindex("}") + 1])["normscope"]
             row["compiled_images_per_second"] = round(c["images_per_second"])
             row["compiled_ratio"] = round(c["images_per_second"] / r["plain"]["images_per_second"], 2)
@@ -464,6 +484,24 @@ def print_table(summary: dict) -> None:
     Console(width=160).print(table)
 
 
+def run_step(runner: Runner, name: str, what: str, run) -> dict:
+    """One step, timed; its record for summary.json."""
+    step = Step(name)
+    if run is None:
+        step.status, step.reason = "skipped", "not in --steps"
+    else:
+        t0 = time.perf_counter()
+        try:
+            run(runner, step)
+        except StepFailed as exc:
+            step.fail(str(exc))
+        except Exception as exc:  # a bug in a step must not hide the others' results
+            step.fail(f"{type(exc).__name__}: {exc}")
+        step.seconds = round(time.perf_counter() - t0, 1)
+    print(f"{name}: {step.status} ({step.seconds} s) {step.reason}", file=sys.stderr, flush=True)
+    return {"what": what, **step.__dict__}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu-smoke", action="store_true", help="every step at toy sizes on the CPU")
@@ -471,6 +509,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", default=",".join(s[0] for s in STEPS), help="comma-separated subset of the steps")
     args = p.parse_args(argv)
     plan = SMOKE if args.cpu_smoke else GPU
+    unknown = set(args.steps.split(",")) - {s[0] for s in STEPS}
+    if unknown:
+        print(f"error: --steps: unknown {', '.join(sorted(unknown))}; the steps are {', '.join(s[0] for s in STEPS)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if not args.cpu_smoke:
         import torch
 
@@ -483,23 +526,20 @@ def main(argv=None) -> int:
         return 2
     runner = Runner(out, plan)
     chosen = args.steps.split(",")
-    summary = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "machine": machine(plan), "out": str(out), "steps": []}
+    summary = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "machine": machine(plan), "out": str(out)}
     start = time.perf_counter()
-    for name, what, run in STEPS:
-        step = Step(name)
-        if name not in chosen:
-            step.status, step.reason = "skipped", "not in --steps"
-        else:
-            t0 = time.perf_counter()
-            try:
-                run(runner, step)
-            except StepFailed as exc:
-                step.fail(str(exc))
-            except Exception as exc:  # a bug in a step must not hide the others' results
-                step.fail(f"{type(exc).__name__}: {exc}")
-            step.seconds = round(time.perf_counter() - t0, 1)
-        summary["steps"].append({"what": what, **step.__dict__})
-        print(f"{name}: {step.status} ({step.seconds} s) {step.reason}", file=sys.stderr, flush=True)
+    steps = [(name, what, run if name in chosen else None) for name, what, run in STEPS]
+    if plan.overlap:  # the study in a second lane: the CPU smoke test fits in a minute
+        with ThreadPoolExecutor(1) as lane:
+            study = lane.submit(run_step, runner, *next(s for s in steps if s[0] == "study"))
+            done = {s[0]: run_step(runner, *s) for s in steps if s[0] != "study"}
+            done["study"] = study.result()
+        if done["study"]["status"] == "ok" and "study" in chosen:
+            note = "ran alongside the other steps: its wall times compare nothing"
+            done["study"]["reason"] = "; ".join(filter(None, [done["study"]["reason"], note]))
+        summary["steps"] = [done[name] for name, _, _ in STEPS]
+    else:
+        summary["steps"] = [run_step(runner, *s) for s in steps]
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     summary["ok"] = all(s["status"] != "failed" for s in summary["steps"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
