@@ -16,7 +16,7 @@ working tree's sources first on PYTHONPATH), each step timed, everything written
            wall time against one run at a time (``--parallel 1``).
 4. speed   benchmarks/train_throughput.py for vgg16_bn_v2 and perceptnet_gdn_v2 on a
            CIFAR-sized epoch (50 000 images), without and with ``--compile``.
-5. a summary table on stdout and OUT/summary.json; exit status 1 when a check failed.
+5. a summary table on stdout and summary.json in --out; exit status 1 when a check failed.
 
     python benchmarks/gpu_check.py                  # on a CUDA machine (about 6-8 min on an H100)
     python benchmarks/gpu_check.py --cpu-smoke      # all steps at toy sizes on the CPU (< 1 min)
@@ -25,6 +25,7 @@ working tree's sources first on PYTHONPATH), each step timed, everything written
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -88,7 +89,8 @@ GPU = Plan(
     timeout=240,
     overlap=False,
     # eval and the trainer both run bfloat16 autocast: equal up to non-deterministic kernels
-    eval_tol={"loss": 2e-3, "accuracy": 2e-3, "top5_accuracy": 2e-3},
+    # (10 of the 2000 test images may flip where two classes' bfloat16 logits nearly tie)
+    eval_tol={"loss": 5e-3, "accuracy": 5e-3, "top5_accuracy": 5e-3},
     # relative: |resumed - uninterrupted| / |uninterrupted - epoch-1 weights| (L2 over all weights)
     resume_tol=0.05,
 )
@@ -132,7 +134,7 @@ class StepFailed(Exception):
 
 
 class Runner:
-    """Runs commands with a timeout, each one's output in OUT/logs/NAME.log."""
+    """Runs commands with a timeout, each one's output in logs/NAME.log under --out."""
 
     def __init__(self, out: Path, plan: Plan):
         self.out, self.plan = out, plan
@@ -526,7 +528,8 @@ def main(argv=None) -> int:
         return 2
     runner = Runner(out, plan)
     chosen = args.steps.split(",")
-    summary = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "machine": machine(plan), "out": str(out)}
+    summary = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "machine": machine(plan), "out": str(out),
+               "plan": dataclasses.asdict(plan)}  # fmt: skip
     start = time.perf_counter()
     steps = [(name, what, run if name in chosen else None) for name, what, run in STEPS]
     if plan.overlap:  # the study in a second lane: the CPU smoke test fits in a minute
