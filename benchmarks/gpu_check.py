@@ -148,8 +148,8 @@ class Runner:
         self.env = env
 
     def popen(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.out / "logs" / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.out)
+        with open(self.out / "logs" / f"{name}.log", "w") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.out)
 
     def run(self, name: str, args: list[str], timeout: int | None = None) -> tuple[str, float]:
         """The command's output; StepFailed with its last line when it fails or times out."""
@@ -292,27 +292,38 @@ def step_resume(runner: Runner, step: Step) -> None:
     arch, variant = "vgg16", "bn_v2"  # BatchNorm buffers, dropout masks, Adam state: all must be restored
     whole = runner.popen("resume-uninterrupted", train_args(plan, arch, variant, out, "whole", plan.resume_data, 2))
     killed = runner.popen("resume-killed", train_args(plan, arch, variant, out, "killed", plan.resume_data, 2))
-    run = out / "killed"
-    deadline = time.time() + plan.timeout
-    while not ((run / "last.pt").exists() and "\n1," in _read(run / "metrics.csv")):
-        if killed.poll() is not None:
-            raise StepFailed(f"the run to kill exited ({killed.returncode}) before its first checkpoint was seen")
-        if time.time() > deadline:
-            killed.kill()
-            raise StepFailed("no checkpoint within the timeout")
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    epoch1 = out / "epoch1.pt"
-    shutil.copy(run / "last.pt", epoch1)
-    if whole.wait(timeout=plan.timeout) != 0:
-        raise StepFailed(f"the uninterrupted run failed: see {out.parent.name}/logs/resume-uninterrupted.log")
+    run, epoch1 = out / "killed", out / "epoch1.pt"
+    try:
+        kill_after_first_checkpoint(killed, run, plan.timeout)
+        shutil.copy(run / "last.pt", epoch1)
+        if whole.wait(timeout=plan.timeout) != 0:
+            raise StepFailed(f"the uninterrupted run failed: see logs/resume-uninterrupted.log under {runner.out}")
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"the uninterrupted run took over {plan.timeout} s") from None
+    finally:
+        for proc in (whole, killed):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     runner.run("resume-resumed", ns("train", "--resume", str(run), "--device", plan.device, "--progress", "none"))
     check_run(run, plan.device)
     results = json.loads((run / "results.json").read_text())
     if results["epochs_done"] != 2:
         raise StepFailed(f"the resumed run did {results['epochs_done']} epochs, not 2")
     step.numbers.update(compare_weights(run / "last.pt", out / "whole" / "last.pt", epoch1, plan.resume_tol))
+
+
+def kill_after_first_checkpoint(proc: subprocess.Popen, run: Path, timeout: int) -> None:
+    """SIGKILL the training process `proc` as soon as its run has written epoch 1's checkpoint."""
+    deadline = time.time() + timeout
+    while not ((run / "last.pt").exists() and "\n1," in _read(run / "metrics.csv")):
+        if proc.poll() is not None:
+            raise StepFailed(f"the run to kill exited ({proc.returncode}) before its first checkpoint was seen")
+        if time.time() > deadline:
+            raise StepFailed(f"no checkpoint within {timeout} s")
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def compare_weights(resumed: Path, whole: Path, epoch1: Path, tolerance: float | None) -> dict:

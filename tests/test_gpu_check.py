@@ -117,3 +117,43 @@ def test_bad_options_are_refused_before_anything_runs(args, message):
         [sys.executable, str(SCRIPT), "--cpu-smoke", *args], capture_output=True, text=True, env=ENV, cwd=REPO
     )
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weight_comparison_fails_on_any_difference_on_cpu_and_beyond_the_tolerance_on_cuda(tmp_path):
+    import torch
+
+    gc = load_script()
+    w1 = {"a": torch.zeros(3), "b": torch.zeros(2, 2)}  # epoch 1
+    w2 = {"a": torch.tensor([3.0, 0.0, 0.0]), "b": torch.tensor([[0.0, 4.0], [0.0, 0.0]])}  # moved by L2 5
+    near = {"a": w2["a"].clone(), "b": w2["b"] + torch.tensor([[0.0, 0.0], [0.2, 0.0]])}  # 0.2 away: 4 %
+    far = {"a": w2["a"] + torch.tensor([0.0, 0.3, 0.0]), "b": w2["b"]}  # 0.3 away: 6 %
+    for name, model, epoch in (("e1", w1, 1), ("whole", w2, 2), ("near", near, 2), ("far", far, 2)):
+        torch.save({"model": model, "epoch": epoch}, tmp_path / f"{name}.pt")
+    same = gc.compare_weights(tmp_path / "whole.pt", tmp_path / "whole.pt", tmp_path / "e1.pt", None)
+    assert same["max_abs_difference"] == 0.0 and same["epoch2_movement_l2"] == pytest.approx(5.0)
+    with pytest.raises(gc.StepFailed, match=r"max \|diff\| 0.2"):
+        gc.compare_weights(tmp_path / "near.pt", tmp_path / "whole.pt", tmp_path / "e1.pt", None)
+    near_numbers = gc.compare_weights(tmp_path / "near.pt", tmp_path / "whole.pt", tmp_path / "e1.pt", 0.05)
+    assert near_numbers["relative_l2_difference"] == pytest.approx(0.04)
+    assert near_numbers["max_abs_difference"] == pytest.approx(0.2)
+    with pytest.raises(gc.StepFailed, match=r"0.06 of an epoch's movement away \(tolerance 0.05\)"):
+        gc.compare_weights(tmp_path / "far.pt", tmp_path / "whole.pt", tmp_path / "e1.pt", 0.05)
+    with pytest.raises(gc.StepFailed, match="killed after epoch 2, not 1"):  # killed too late
+        gc.compare_weights(tmp_path / "near.pt", tmp_path / "whole.pt", tmp_path / "far.pt", None)
+
+
+def test_non_finite_numbers_anywhere_in_a_result_are_named():
+    gc = load_script()
+    assert gc.finite_numbers({"a": [1, 2.5, {"b": 3}], "ok": True, "s": "x"}, "r") == 3
+    with pytest.raises(gc.StepFailed, match=r"r\.a\[1\]\.b is nan"):
+        gc.finite_numbers({"a": [1, {"b": float("nan")}]}, "r")
