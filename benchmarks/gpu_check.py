@@ -65,7 +65,7 @@ class Plan:
     throughput: tuple[str, ...]  # benchmarks/train_throughput.py options
     compile: bool
     jobs: int  # subprocesses at once in steps 1 and 2
-    timeout: int  # seconds, per subprocess
+    timeout: int  # seconds, per subprocess (twice that for a study or a throughput run)
     overlap: bool  # the study alongside the other steps (its timings then mean nothing)
     eval_tol: dict = field(default_factory=dict)  # metric -> absolute tolerance
     resume_tol: float | None = None  # None: bit-exact
@@ -86,7 +86,7 @@ GPU = Plan(
     throughput=("--n", "50000", "--epochs", "2", "--batch-size", "128"),
     compile=True,
     jobs=4,
-    timeout=240,
+    timeout=150,  # a study or a throughput run gets twice as long
     overlap=False,
     # eval and the trainer both run bfloat16 autocast: equal up to non-deterministic kernels
     # (10 of the 2000 test images may flip where two classes' bfloat16 logits nearly tie)
@@ -367,7 +367,7 @@ def one_study(runner: Runner, name: str, engine: list[str]) -> dict:
         "--epochs", "1", "--data", plan.study_data, "--batch-size", str(plan.batch), "--no-attribute",
         "--device", plan.device, "--out", str(out), *engine,
     )  # fmt: skip
-    text, seconds = runner.run(f"study-{name}", args, timeout=3 * plan.timeout)
+    text, seconds = runner.run(f"study-{name}", args, timeout=2 * plan.timeout)
     study = json.loads(next(out.glob("*/study.json")).read_text())
     bad = [r for r in study["runs"] if r["result"] != "completed"]
     if bad:
