@@ -41,8 +41,10 @@ def variant_colour(variant: str) -> str:
 
 
 def model_name(family: str, variant: str) -> str:
-    """A family and a variant key -> the model's name (as `normscope.norms.variant_name` writes it)."""
-    return norms.variant_name(family, *norms.parse_variant(variant))
+    """A family and a variant key -> the model's name (as `normscope.norms.variant_name` writes it);
+    a family with a factor cell (``vgg16 [momentum=0.9]``) -> ``vgg16_bn_v2 [momentum=0.9]``."""
+    base, bracket, cell = family.partition(" [")
+    return norms.variant_name(base, *norms.parse_variant(variant)) + (f" [{cell}" if bracket else "")
 
 
 def fmt(mean, std, key, pm: str = " ± ", missing: str = "—") -> str:

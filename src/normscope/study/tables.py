@@ -98,7 +98,8 @@ def paired_legend() -> str:
         "Paired by seed (seed s of both variants starts from the same weights in the shared layers and "
         "sees the images in the same order). v2 − plain: mean of the per-seed differences; 95% CI: t "
         f"interval; d_z: mean / sd of the differences; p (t): paired t-test; p (Wilcoxon): signed-rank test "
-        f"(from {WILCOXON_MIN_PAIRS} pairs); p (Holm): the t-test p adjusted over all claims of the metric. "
+        f"(from {WILCOXON_MIN_PAIRS} pairs); p (Holm): the t-test p adjusted over every claim of the "
+        "comparison (both metrics; with factors, the contrasts between levels too). "
         f'Verdict at p (Holm) < {ALPHA}; "too few paired seeds" under {MIN_PAIRS} pairs.'
     )
 
