@@ -12,6 +12,7 @@ ns=${NORMSCOPE:-.venv/bin/normscope}
 out=${STUDY_OUT:-studies}
 par=${PARALLEL:-2}
 export OMP_NUM_THREADS=1
+# (re-running writes the comparisons again with this checkout's compare)
 time $ns study examples/perceptnet.yml --variants bn,bn_v2 --data fashion-mnist --seeds 5 --epochs 10 \
   --subset 4000 --factor norm_options.bn.momentum=0.9,0.99 --parallel "$par" --out "$out"
 time $ns study examples/perceptnet.yml --variants gdn,gdn_v2 --data fashion-mnist --seeds 5 --epochs 10 \
@@ -27,6 +28,8 @@ for study in perceptnet-by-momentum perceptnet-by-kernel vgg16-by-momentum; do
   for run in "$src"/runs/*/; do
     name=$(basename "$run")
     mkdir -p "$dst/runs/$name"
-    for f in results.json metrics.csv config.json; do cp "$run/$f" "$dst/runs/$name/$f"; done
+    for f in results.json metrics.csv config.json attribution.json; do
+      if [ -f "$run/$f" ]; then cp "$run/$f" "$dst/runs/$name/$f"; fi
+    done
   done
 done
