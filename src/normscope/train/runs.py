@@ -34,6 +34,7 @@ trainer saw them (before augmentation).
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import sys
 from datetime import datetime
@@ -187,11 +188,9 @@ def environment(device=None) -> dict:
         "command": " ".join(sys.argv),
         "started": datetime.now().isoformat(timespec="seconds"),
     }
-    try:
-        import torchvision  # optional and slow to import: only its version is wanted here
-
-        env["torchvision"] = torchvision.__version__
-    except Exception:
+    try:  # its installed version, without importing it (slow: its models pull in torch's compiler)
+        env["torchvision"] = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
         env["torchvision"] = None
     dev = torch.device(device) if device is not None else torch.device("cpu")
     env["device"] = str(dev)
