@@ -23,6 +23,8 @@ contrasts between a factor's levels), `engines` (local and Ray, one interface).
 The names below load on first use (PEP 562): importing the package loads no torch.
 """
 
+from normscope.lazy import lazy_exports
+
 # names -> their module: importing normscope.study loads nothing (no torch) until a name is used
 _WHERE = {
     "ENGINES": "execute",
@@ -73,15 +75,9 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        import importlib
-
-        value = getattr(importlib.import_module(f"normscope.study.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'normscope.study' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: (f"normscope.study.{module}", name) for name, module in _WHERE.items()}
+)
 
 __all__ = [
     "ENGINES",
@@ -130,7 +126,3 @@ __all__ = [
     "write_comparison",
     "write_csv",
 ]
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))

@@ -9,7 +9,7 @@ modules does not import every other one (and torch with them)."""
 
 from __future__ import annotations
 
-import importlib
+from normscope.lazy import lazy_exports
 
 # name -> (module, attribute); attribute None: the module itself
 _EXPORTS = {
@@ -53,15 +53,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = importlib.import_module(module)
-    value = value if attribute is None else getattr(value, attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
