@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from normscope.train import lock
+from normscope.rundir import lock
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 DATA = "synthetic:train=120,test=40,size=16"

@@ -19,6 +19,7 @@ from pathlib import Path
 from normscope import norms
 from normscope.data.load import check_data
 from normscope.model.graph import build_graph, param_totals
+from normscope.rundir import lock
 from normscope.spec import load_spec
 from normscope.spec.overrides import Override
 from normscope.spec.schema import check_setting
@@ -44,7 +45,7 @@ from normscope.study.progress import Board
 from normscope.study.ray_engine import RayOptions
 from normscope.study.tables import write_comparison
 from normscope.study.transfer import clean_incoming
-from normscope.train import lock, runs
+from normscope.train import runs
 
 ENGINES = ("local", "ray")
 

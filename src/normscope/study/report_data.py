@@ -17,9 +17,9 @@ from typing import Any
 
 from normscope.analysis.common import ATTRIBUTION_JSON
 from normscope.errors import NormscopeError
+from normscope.rundir.layout import CONFIG, CONFUSION, METRICS, RESULTS
 from normscope.study.formats import TABLE_COLUMNS
 from normscope.study.layout import COMPARISON, RUNS, STUDY
-from normscope.train.layout import CONFIG, CONFUSION, METRICS, RESULTS
 from normscope.train.tables import read_history
 
 #: study.json's keys shown as the protocol (those present), in this order

@@ -89,8 +89,8 @@ def diagram_svg(run: RunView) -> str | None:
     from normscope.model.graph import build_graph
     from normscope.report.draw.graphviz import render_svg, to_dot
     from normscope.report.draw.tikz import ToolMissing
+    from normscope.rundir.layout import DESCRIPTION
     from normscope.spec import load_spec
-    from normscope.train.layout import DESCRIPTION
 
     if run.path is None or not (Path(run.path) / DESCRIPTION).is_file():
         return None

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from normscope.fileio import atomic_write
+from normscope.rundir.layout import BEST, DESCRIPTION, advice
 from normscope.train.errors import RunError
-from normscope.train.layout import BEST, DESCRIPTION, advice
 
 __all__ = ["CHECKPOINT_KEYS", "LAST_KEYS", "save_checkpoint", "load_checkpoint", "check_state", "repair_best"]
 

@@ -16,7 +16,7 @@ from normscope.data.batches import to_input
 from normscope.errors import NormscopeError
 from normscope.model.layers.batchnorm import BatchNorm
 from normscope.model.weights import load_weights
-from normscope.train.layout import CONFUSION_PNG
+from normscope.rundir.layout import CONFUSION_PNG
 from normscope.train.metrics import classification_metrics
 from normscope.train.settings import pick_device
 from normscope.train.tables import plot_confusion

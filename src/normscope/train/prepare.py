@@ -1,6 +1,6 @@
 """Before the first epoch: a new run (settings, data, model fit, run directory) or a
 killed one reopened to resume. Both give a :class:`PreparedRun`, holding the run
-directory's lock (normscope.train.lock), to the loop.
+directory's lock (normscope.rundir.lock), to the loop.
 
 Validate, then write: everything is checked (settings, output directory, data, the
 checkpoint against the description) before a new run directory is made or a file of an
@@ -27,9 +27,9 @@ from normscope.model.build import build_model
 from normscope.model.diagnostics import too_large
 from normscope.model.graph import build_graph
 from normscope.model.weights import TORCHVISION, Weights, load_weights, match_weights, read_weights, resolve_source
+from normscope.rundir import lock
 from normscope.spec import load_spec
 from normscope.spec.schema import check_setting
-from normscope.train import lock
 from normscope.train.callbacks import EarlyStopping, check_log
 from normscope.train.checkpoint import LAST_KEYS
 from normscope.train.config import RunConfig

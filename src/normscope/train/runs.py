@@ -1,7 +1,7 @@
 """Run directories: one per training run, everything needed to inspect, evaluate or
 resume it.
 
-Layout (file names are the constants of :mod:`normscope.train.layout`)::
+Layout (file names are the constants of :mod:`normscope.rundir.layout`)::
 
     runs/<name>/
       description.yml     the resolved model description (input, classes and the effective
@@ -18,12 +18,12 @@ Layout (file names are the constants of :mod:`normscope.train.layout`)::
       confusion.png       the test confusion matrix of best.pt, plotted
       tensorboard/        event files for TensorBoard (train.log: tensorboard)
       weights.json        what pretrained weights (train.weights) loaded and left random
-      .lock               while a process trains here: its pid and host (normscope.train.lock)
+      .lock               while a process trains here: its pid and host (normscope.rundir.lock)
 
 Checkpoints hold only tensors and plain containers, are written atomically (temporary
 file + ``os.replace``) and are read with ``torch.load(weights_only=True)``
 (:mod:`normscope.train.checkpoint`). Every file is checked when it is read: a damaged one
-is a RunError naming it and what to do (:func:`normscope.train.layout.advice`).
+is a RunError naming it and what to do (:func:`normscope.rundir.layout.advice`).
 :func:`effective_status` is a run's status as it is (a run whose process died is
 'interrupted', whatever results.json last said).
 
@@ -48,15 +48,10 @@ from normscope.data.batches import Splits, to_input
 from normscope.errors import SpecError, UnknownNorm
 from normscope.fileio import safe_component, write_json
 from normscope.model.build import build_model
+from normscope.rundir import lock  # noqa: F401  (runs.lock: the run directory's lock)
 from normscope.rundir.dirs import check_out_dir, effective_status, safe_name
 from normscope.rundir.jsonfile import read_json, recorded_metrics, write_text
-from normscope.spec import load_spec
-from normscope.spec.provenance import git_state
-from normscope.train import lock  # noqa: F401  (runs.lock: the run directory's lock)
-from normscope.train.checkpoint import CHECKPOINT_KEYS, check_state, load_checkpoint, repair_best, save_checkpoint
-from normscope.train.config import RunConfig
-from normscope.train.errors import RunError
-from normscope.train.layout import (
+from normscope.rundir.layout import (
     BEST,
     CONFIG,
     CONFUSION,
@@ -71,6 +66,11 @@ from normscope.train.layout import (
     WEIGHTS,
     advice,
 )
+from normscope.spec import load_spec
+from normscope.spec.provenance import git_state
+from normscope.train.checkpoint import CHECKPOINT_KEYS, check_state, load_checkpoint, repair_best, save_checkpoint
+from normscope.train.config import RunConfig
+from normscope.train.errors import RunError
 from normscope.train.tables import (
     HISTORY_COLUMNS,
     plot_curves,
