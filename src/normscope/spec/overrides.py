@@ -28,7 +28,15 @@ from normscope.spec.kinds import COMMON_KEYS, KINDS
 from normscope.spec.schema import AUGMENT_ARGS, DRAW_ARGS, TRAIN_ARGS, check_value, suggest
 from normscope.spec.yamlio import LDict, parse_value, plain
 
-__all__ = ["Override", "parse_override", "parse_overrides", "apply_overrides", "check_layer_override", "SET_KEY"]
+__all__ = [
+    "Override",
+    "dedupe",
+    "parse_override",
+    "parse_overrides",
+    "apply_overrides",
+    "check_layer_override",
+    "SET_KEY",
+]
 
 SET_KEY = "set"
 _SIMPLE = ("name", "family", "input", "classes", "description")
@@ -86,9 +94,13 @@ def parse_override(text: str, origin: str = "--set") -> Override:
 
 def parse_overrides(texts: Iterable[str] | None, origin: str = "--set") -> tuple[Override, ...]:
     """Several KEY=VALUE texts; a key given twice keeps the last value (as repeated options do)."""
-    found = {}
-    for text in texts or ():
-        over = parse_override(text, origin)
+    return dedupe(parse_override(text, origin) for text in texts or ())
+
+
+def dedupe(overrides: Iterable[Override]) -> tuple[Override, ...]:
+    """One override per path: the last one given, in the place it was given."""
+    found: dict = {}
+    for over in overrides:
         found.pop(over.path, None)
         found[over.path] = over
     return tuple(found.values())
@@ -198,11 +210,7 @@ def apply_overrides(doc: LDict, overrides: tuple[Override, ...], file) -> tuple[
     """The description with the overrides applied (its own `set:` first, then ``overrides``)
     and recorded in `set:`; returns it and the layer overrides {layer name: {key: Override}},
     which the expansion applies (a layer's name is known only there)."""
-    own = from_section(doc.get(SET_KEY), file)
-    merged = {o.path: o for o in own}
-    for o in overrides:
-        merged.pop(o.path, None)
-        merged[o.path] = o
+    merged = {o.path: o for o in dedupe(from_section(doc.get(SET_KEY), file) + tuple(overrides))}
     if not merged:
         return doc, {}
     out = LDict(doc)

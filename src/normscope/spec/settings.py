@@ -21,7 +21,7 @@ from typing import Any, Callable
 from normscope.keys import Arg
 from normscope.spec.callbacks import early_stopping_problem, log_problem
 
-__all__ = ["SETTINGS", "BY_NAME", "Setting", "setting", "flag_settings"]
+__all__ = ["SETTINGS", "BY_NAME", "Setting", "flag_settings"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,6 @@ class Setting:
     high_open: bool = False
     option: str | None = None
     per_run: bool = False
-    item_types: tuple | None = None  # a list's element types
     check: Callable[[Any], str | None] | None = None  # what else is wrong with a value, or None
 
     def problem(self, value) -> str | None:
@@ -109,9 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("nesterov", (bool,), False, "Nesterov momentum (sgd)"),
     Setting("weight_decay", _NUM, 0.0, "decoupled (adamw) or L2 weight decay", low=0),
     Setting("eps", _OPT_NUM, None, "optimizer epsilon (Keras default 1e-7)", low=0, low_open=True),
-    Setting(
-        "betas", (list, type(None)), None, "Adam's two decay rates", low=0, high=1, high_open=True, item_types=_NUM
-    ),
+    Setting("betas", (list, type(None)), None, "Adam's two decay rates", low=0, high=1, high_open=True),
     Setting("epochs", _INT, 30, "training epochs (with --resume: extend to)", low=1, option="--epochs"),
     Setting("batch_size", _INT, 128, "images per training step", low=1, option="--batch-size"),
     Setting("schedule", (str,), "none", "learning-rate schedule", choices=SCHEDULES),
@@ -207,10 +204,6 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
-
-
-def setting(name: str) -> Setting:
-    return BY_NAME[name]
 
 
 def flag_settings(study: bool = False) -> list[Setting]:

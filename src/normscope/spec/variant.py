@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from normscope import norms
 from normscope.errors import SpecError
-from normscope.spec.overrides import Override, check_path, check_value_of, parse_override, parse_overrides
+from normscope.spec.overrides import Override, check_path, check_value_of, dedupe, parse_override, parse_overrides
 
 __all__ = ["Variant", "norm_option_overrides"]
 
@@ -39,17 +39,11 @@ class Variant:
         """From the command line's pieces: ``sets`` (``--set`` texts) and ``norm_options``
         (``--norm-option NORM.KEY=VALUE`` texts, or a mapping {norm: {option: value}})."""
         overrides = norm_option_overrides(norm_options) + parse_overrides(sets)
-        return cls(source, norm, reuse, _dedupe(overrides))
-
-    @classmethod
-    def from_key(cls, source, key: str, overrides: Iterable[Override] = ()) -> Variant:
-        """A variant by its key (``bn_v2``)."""
-        norm, reuse = norms.parse_variant(key)
-        return cls(source, norm, reuse, tuple(overrides))
+        return cls(source, norm, reuse, dedupe(overrides))
 
     def with_overrides(self, extra: Iterable[Override]) -> Variant:
         """This variant with ``extra`` applied after its own overrides."""
-        return replace(self, overrides=_dedupe(self.overrides + tuple(extra)))
+        return replace(self, overrides=dedupe(self.overrides + tuple(extra)))
 
     @property
     def key(self) -> str | None:
@@ -57,18 +51,6 @@ class Variant:
         if self.norm is None:
             return None
         return norms.variant_key(self.norm, bool(self.reuse))
-
-    @property
-    def norm_options(self) -> dict[str, dict[str, Any]]:
-        """{norm: {option: value}} of the overrides."""
-        out: dict[str, dict[str, Any]] = {}
-        for o in self.overrides:
-            if o.path[0] == "norm_options":
-                out.setdefault(o.path[1], {})[o.path[2]] = o.value
-        return out
-
-    def override_texts(self) -> list[str]:
-        return [o.text() for o in self.overrides]
 
     def to_dict(self) -> dict:
         """JSON-able (a path source only)."""
@@ -109,11 +91,3 @@ def norm_option_overrides(options: Mapping | Iterable[str] | None) -> tuple[Over
             raise SpecError(f"--norm-option {text!r}: expected NORM.KEY=VALUE, e.g. bn.momentum=0.9")
         out.append(parse_override("norm_options." + text, "--norm-option"))
     return tuple(out)
-
-
-def _dedupe(overrides: tuple[Override, ...]) -> tuple[Override, ...]:
-    found: dict = {}
-    for o in overrides:
-        found.pop(o.path, None)
-        found[o.path] = o
-    return tuple(found.values())
