@@ -4,6 +4,7 @@ pickle directory or tarball, Fashion-MNIST IDX files."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import pickle
 import struct
@@ -140,3 +141,12 @@ def make_folder(root: Path, per_class=(5, 5, 5), splits=("train",), side: int = 
                 img[..., c] += 170
                 Image.fromarray(img.astype(np.uint8)).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
     return root
+
+
+def tree_hash(path: Path) -> dict[str, str]:
+    """sha256 of every file under ``path`` (hidden ones too), by relative path."""
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }

@@ -10,7 +10,6 @@ in this process.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,7 @@ import torch
 from typer.testing import CliRunner
 
 import normscope
-from fixtures import write_cifar100_fixture
+from fixtures import tree_hash, write_cifar100_fixture
 from normscope.cli import app
 from normscope.data import DataError, load_cifar100, load_dataset
 from normscope.data.cifar100_archive import read_cifar_tarball
@@ -49,14 +48,6 @@ layers:
   - dense: {name: classifier}
 train: {epochs: 1, batch_size: 32}
 """
-
-
-def tree_hash(path: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-    }
 
 
 def invoke(args) -> tuple[int, str]:

@@ -10,7 +10,6 @@ in a subprocess. One tiny run is trained per module and copied for each case.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import torch
 from typer.testing import CliRunner
 
 import normscope
-from fixtures import write_cifar100_fixture
+from fixtures import tree_hash, write_cifar100_fixture
 from normscope.cli import app
 from normscope.model.build import build_model
 from normscope.train import runs, train
@@ -66,15 +65,6 @@ def base(tmp_path_factory) -> Path:
 
 def copy_run(base: Path, tmp_path: Path, name: str = "run") -> Path:
     return Path(shutil.copytree(base, tmp_path / name))
-
-
-def tree_hash(path: Path) -> dict[str, str]:
-    """sha256 of every file under ``path`` (hidden ones too), by relative path."""
-    return {
-        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-    }
 
 
 def invoke(args: list[str]) -> tuple[int, str]:
@@ -458,7 +448,7 @@ def test_a_stop_signal_waits_until_the_checkpoint_files_are_written():
 
 STALE = """
 import os, signal, sys
-from normscope.train import lock
+from normscope.rundir import lock
 lock.acquire(sys.argv[1])
 os.kill(os.getpid(), signal.SIGKILL)
 """

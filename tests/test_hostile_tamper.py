@@ -7,7 +7,6 @@ traceback, no Python warning on stderr, and the directories it read byte-identic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 import normscope
+from fixtures import tree_hash
 from normscope.cli import app
 from normscope.train import runs, train
 
@@ -43,14 +43,6 @@ layers:
 train: {epochs: 1, batch_size: 32}
 """
 DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def tree_hash(path: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-    }
 
 
 def invoke(args) -> tuple[int, str]:
