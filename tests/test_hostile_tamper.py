@@ -113,6 +113,10 @@ TAMPERED = {
         _file("attribution.json", '{"stats_share": 0.1, "totals": [1, 2], "layers": []}'),
         ["attribution.json: 'totals' and 'layers' must be lists of mappings"],
     ),
+    "share-above-1": (
+        _file("attribution.json", '{"stats_share": 1.01, "totals": [], "layers": []}'),
+        ["attribution.json: a share or accuracy drop is 1.01, not a number from -1 to 1"],
+    ),
     "family-a-list": (_file("config.json", '{"family": [1]}'), ["config.json: 'family' must be a string, got [1]"]),
     "metric-inf": (_results(**{"test.accuracy": float("inf")}), ["run net_in_v2-s0: test accuracy is inf"]),
     "metric-nan": (_results(**{"test.auc": float("nan")}), ["run net_in_v2-s0: test auc is nan", "finite values"]),
@@ -123,6 +127,19 @@ TAMPERED = {
     "loss-1e308": (_results(**{"test.loss": 1e308}), ["test.loss must be a number from 0 to 1e+100, got 1e+308"]),
     "metric-a-string": (_results(**{"test.recall": "0.5"}), ["test.recall must be a number from 0 to 1, got '0.5'"]),
 }
+
+
+def test_compare_reads_a_share_of_one_that_float32_rounded_above_it(tmp_path):
+    """All of the attribution on the statistics, summed in float32, can read 1.0000000686
+    (PerceptNet-IN-v2 in the demo): that is normscope's own output, not a tampered file."""
+    study = fake_study(tmp_path / "study")
+    (study / "runs" / "net_in_v2-s0" / "attribution.json").write_text(
+        '{"stats_share": 1.0000000686244443, "totals": [], "layers": []}'
+    )
+    code, message = invoke(["compare", study, "--out", tmp_path / "out"])
+    assert code == 0, message
+    summary = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert [r["stats_share"] for r in summary["rows"] if r["run"].endswith("net_in_v2-s0")] == [1.0000000686244443]
 
 
 @pytest.mark.parametrize("case", list(TAMPERED))

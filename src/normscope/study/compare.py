@@ -43,6 +43,11 @@ def linked_runs(paths) -> list[tuple[Path, Path]]:
     return found
 
 
+# a share is a ratio of float32 sums: all of the attribution on the statistics can come out as
+# 1.0000001 (PerceptNet-IN-v2, whose features are constant), which is 1, not a tampered value
+SHARE_ROUNDING = 1e-6
+
+
 def _number(value, low: float, high: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
 
@@ -100,7 +105,7 @@ def _attribution(d: Path) -> dict:
         raise StudyError(f"{path}: 'totals' and 'layers' must be lists of mappings")
     shares = (att.get("stats_share"), *(t.get("ig_share") for t in layers))
     for value in (*shares, *(t.get("permutation_accuracy_drop") for t in totals)):
-        if value is not None and not _number(value, -1.0, 1.0):
+        if value is not None and not _number(value, -1.0 - SHARE_ROUNDING, 1.0 + SHARE_ROUNDING):
             raise StudyError(f"{path}: a share or accuracy drop is {value!r}, not a number from -1 to 1")
     totals = {t.get("name"): t for t in totals}
     return {
